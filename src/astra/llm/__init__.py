@@ -1,0 +1,89 @@
+"""The LLM layer: one async chat interface over any OpenAI-compatible endpoint or the
+embedded in-process model, with caching, retries, usage accounting and structured output.
+
+Provider specs (``--llm``):
+
+- ``embedded`` — SmolLM2-135M-Instruct on the CPU (the offline default);
+- ``embedded:PATH_OR_HF_ID`` — any causal LM directory (or hub id) instead;
+- ``openai:MODEL`` — an OpenAI-compatible endpoint; ``--base-url`` (or ``ASTRA_BASE_URL``)
+  points at vLLM, SGLang, llama.cpp server, …; the key comes from ``ASTRA_API_KEY`` or
+  ``OPENAI_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from astra.errors import ConfigError
+from astra.llm.cache import ResponseCache
+from astra.llm.client import LLMClient, Provider, extract_json
+from astra.llm.errors import LLMError, StructuredOutputError
+from astra.llm.types import ChatRequest, ChatResponse, ToolCall
+from astra.llm.usage import USAGE, stage_scope
+from astra.paths import llm_cache_path
+
+__all__ = [
+    "LLMClient", "Provider", "LLMSettings", "make_client", "make_provider", "ChatRequest",
+    "ChatResponse", "ToolCall", "LLMError", "StructuredOutputError", "ResponseCache",
+    "USAGE", "stage_scope", "extract_json",
+]
+
+
+class LLMSettings(BaseModel):
+    """Everything needed to build a client; picklable, so stages can ship it to Ray."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str = "embedded"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float = 120.0
+    max_retries: int = 4
+    concurrency: int = 8
+    cache: bool = True
+    cache_path: str | None = None
+    max_batch: int = 8
+
+    @classmethod
+    def from_env(cls, **overrides) -> LLMSettings:
+        """Defaults from ``ASTRA_LLM``, ``ASTRA_BASE_URL``; explicit values win."""
+        base = {"spec": os.environ.get("ASTRA_LLM", "embedded"),
+                "base_url": os.environ.get("ASTRA_BASE_URL") or None}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+def make_provider(settings: LLMSettings) -> Provider:
+    kind, _, arg = settings.spec.partition(":")
+    if kind == "embedded":
+        from astra.llm.embedded import EmbeddedProvider
+
+        return EmbeddedProvider(arg or None, max_batch=settings.max_batch)
+    if kind == "openai":
+        from astra.llm.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(arg, base_url=settings.base_url, api_key_env=settings.api_key_env,
+                              timeout=settings.timeout)
+    raise ConfigError(
+        f"unknown LLM provider {settings.spec!r}: use 'embedded', 'embedded:PATH' or 'openai:MODEL'"
+    )
+
+
+def make_client(settings: LLMSettings | str | None = None, **overrides) -> LLMClient:
+    """Build an :class:`LLMClient` from settings or a provider spec string."""
+    if settings is None or isinstance(settings, str):
+        settings = LLMSettings.from_env(spec=settings, **overrides)
+    elif overrides:
+        settings = settings.model_copy(update=overrides)
+    cache = None
+    if settings.cache:
+        cache = ResponseCache(Path(settings.cache_path) if settings.cache_path else llm_cache_path())
+    timeout = settings.timeout
+    if settings.spec.startswith("embedded"):
+        # CPU generation queues behind earlier batches: only catch a truly stuck model.
+        timeout = max(timeout, 1800.0)
+    return LLMClient(make_provider(settings), cache=cache, max_retries=settings.max_retries,
+                     timeout=timeout, concurrency=settings.concurrency)
