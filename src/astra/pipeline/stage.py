@@ -1,0 +1,65 @@
+"""The stage contract: a mapping from input records to output records, 0..n each.
+
+A stage is a small picklable object (Ray ships it to workers with cloudpickle): keep only
+settings on it in ``__init__`` and build anything heavy (LLM clients, models, sandboxes)
+in :meth:`Stage.setup`, which the runner calls once per process before processing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from astra.types import Record, Rejection
+
+In = TypeVar("In", bound=Record)
+Out = TypeVar("Out", bound=Record)
+
+
+class StageResult(BaseModel):
+    """What one input became: its outputs (0..n) and why anything was not kept."""
+
+    outputs: list[Record] = Field(default_factory=list)
+    rejections: list[Rejection] = Field(default_factory=list)
+
+    @classmethod
+    def accept(cls, *outputs: Record) -> StageResult:
+        return cls(outputs=list(outputs))
+
+    @classmethod
+    def reject(cls, key: str, reason: str, detail: str = "") -> StageResult:
+        return cls(rejections=[Rejection(key=key, reason=reason, detail=detail)])
+
+
+class Stage(ABC, Generic[In, Out]):
+    """One step of the data pipeline.
+
+    Subclasses set ``name`` (e.g. ``"tasks.generate"``), ``input_model`` and
+    ``output_model``, and implement :meth:`process`. Record keys must be stable across
+    runs: resume skips inputs whose key the ledger already holds.
+    """
+
+    name: str = ""
+    input_model: type[Record]
+    output_model: type[Record]
+
+    def key(self, record: In) -> str:
+        """The stable key of an input record (default: ``record.record_key()``)."""
+        return record.record_key()
+
+    @abstractmethod
+    async def process(self, record: In) -> StageResult:
+        """Map one input to its outputs and rejections. Raising marks the input failed."""
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Build heavy resources; called once per process (and per Ray worker) before
+        processing. Runs inside ``stage_scope(self.name)``, so LLM usage counts."""
+
+    def config(self) -> dict[str, Any]:
+        """Settings recorded in the manifest (model, temperature, thresholds …)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
