@@ -105,8 +105,6 @@ def test_astra_jsonl_with_malformed_lines():
         "mcp_servers.jsonl:3 [base_info.tool_list]: missing",
         "mcp_servers.jsonl:4 [base_info.tool_list[2].name]: missing",
         "mcp_servers.jsonl:7 [<line>]: expected a JSON object, got list",
-        "mcp_servers.jsonl:8 [call_info.type]: SSE transport is not supported (no SSE call kind); "
-        "server kept as doc_only, its tools will be emulated",
         "mcp_servers.jsonl:9 [call_info.type]: unknown transport 'carrier_pigeon' "
         "(expected stdio, sse, streamable_http or http)",
     ]
@@ -135,7 +133,7 @@ def test_astra_jsonl_with_malformed_lines():
     assert recipes.call == CallInfo(kind="mcp_http", target="https://recipes.example.com/mcp")
     assert [t.name for t in recipes.tools] == ["find_recipe", "scale_recipe", "recipe_nutrition"]
     assert recipes.tool("recipe_nutrition").output_schema == {"type": "object", "properties": {"kcal": {"type": "number"}}}
-    assert res.servers[3].call.kind == "doc_only"
+    assert res.servers[3].call.kind == "mcp_sse"
 
     reasons = {(r.key, r.reason) for r in res.rejections}
     assert reasons == {
@@ -286,9 +284,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_live_http_server_is_ingested():
+@pytest.mark.parametrize("transport", ["http", "sse"])
+def test_live_http_server_is_ingested(transport):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "astra.tools.mcp_serve", NOTES, "--http", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "astra.tools.mcp_serve", NOTES, f"--{transport}", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -300,11 +299,14 @@ def test_live_http_server_is_ingested():
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"HTTP MCP server did not come up: {proc.stderr.read().decode()[-2000:]}")
                 time.sleep(0.1)
-        url = f"http://127.0.0.1:{port}/mcp"
-        res = ingest([url], server_name="notes_http", timeout=30)
+        if transport == "http":
+            url, source, kind = f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port}/mcp", "mcp_http"
+        else:
+            url, source, kind = f"http://127.0.0.1:{port}/sse", f"sse:http://127.0.0.1:{port}/sse", "mcp_sse"
+        res = ingest([source], server_name="notes_http", timeout=30)
         (server,) = res.servers
         assert server.name == "notes_http"
-        assert server.call == CallInfo(kind="mcp_http", target=url)
+        assert server.call == CallInfo(kind=kind, target=url)
         expected = _expected_advertised()
         assert {t.name: (t.parameters, t.output_schema) for t in server.tools} == expected
     finally:

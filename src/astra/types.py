@@ -62,7 +62,7 @@ class Tool(BaseModel):
         return dict(self.parameters.get("properties", {}))
 
 
-CallKind = Literal["python", "mcp_stdio", "mcp_http", "doc_only"]
+CallKind = Literal["python", "mcp_stdio", "mcp_http", "mcp_sse", "doc_only"]
 
 
 class CallInfo(BaseModel):
@@ -72,6 +72,7 @@ class CallInfo(BaseModel):
       methods are the tools) or ``module`` (module-level functions, stateless).
     - ``mcp_stdio``: ``target`` is the command line that starts the server.
     - ``mcp_http``: ``target`` is the server URL (streamable HTTP).
+    - ``mcp_sse``: ``target`` is the server's SSE endpoint URL (the older HTTP transport).
     - ``doc_only``: no implementation; the tool emulator serves it.
     """
 

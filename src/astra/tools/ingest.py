@@ -41,6 +41,7 @@ SOURCE_FORMS = (
     "FILE.json (OpenAI tools)",
     "stdio:COMMAND [ARGS...] (live MCP server over stdio)",
     "http(s)://HOST/PATH (live MCP server, streamable HTTP)",
+    "sse:http(s)://HOST/PATH (live MCP server, legacy SSE transport)",
     "py:MODULE, py:MODULE:CLASS, FILE.py or FILE.py:CLASS (Python tools)",
 )
 
@@ -62,7 +63,7 @@ class IngestResult:
 class Source:
     """A parsed source string."""
 
-    kind: str  # sample | jsonl | json | mcp_stdio | mcp_http | python
+    kind: str  # sample | jsonl | json | mcp_stdio | mcp_http | mcp_sse | python
     value: str
     raw: str
 
@@ -86,6 +87,11 @@ def parse_source(source: str) -> Source:
         return Source("mcp_stdio", cmd, source)
     if s.startswith(("http://", "https://")):
         return Source("mcp_http", s, source)
+    if s.startswith("sse:"):
+        url = s[4:].strip()
+        if not url.startswith(("http://", "https://")):
+            raise InputError("'sse:' needs the server's SSE URL, e.g. 'sse:http://host:8000/sse'")
+        return Source("mcp_sse", url, source)
     if s.startswith("py:"):
         if not s[3:].strip():
             raise InputError("'py:' needs a module, e.g. 'py:my.tools' or 'py:my.tools:MyServer'")
@@ -267,11 +273,8 @@ def _call_info(ci: Any, path: str) -> tuple[CallInfo, str | None]:
     if t in _HTTP_TYPES | _SSE_TYPES:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise _FieldError(f"{path}url", "missing or not an http(s) URL")
-        if t in _SSE_TYPES:
-            return CallInfo(kind="doc_only"), (
-                f"[{path}{tkey}]: SSE transport is not supported (no SSE call kind); "
-                f"server kept as doc_only, its tools will be emulated")
-        return CallInfo(kind="mcp_http", target=url, env=dict(env)), None
+        kind = "mcp_sse" if t in _SSE_TYPES else "mcp_http"
+        return CallInfo(kind=kind, target=url, env=dict(env)), None
     raise _FieldError(f"{path}{tkey}", f"unknown transport {transport!r} (expected stdio, sse, streamable_http or http)")
 
 

@@ -25,6 +25,7 @@ import anyio
 import mcp_types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from astra.errors import AstraError
@@ -81,6 +82,8 @@ def _stderr_tail(f: Any, limit: int = 1500) -> str:
 def _where(call: CallInfo) -> str:
     if call.kind == "mcp_stdio":
         return f"MCP stdio server {call.target!r}"
+    if call.kind == "mcp_sse":
+        return f"MCP SSE server {call.target!r}"
     return f"MCP HTTP server {call.target!r}"
 
 
@@ -107,8 +110,9 @@ async def open_session(call: CallInfo, timeout: float = DEFAULT_TIMEOUT) -> Asyn
     Exceptions raised in the body come out as themselves, not wrapped in the transport's
     task-group exception groups.
     """
-    if call.kind not in ("mcp_stdio", "mcp_http"):
-        raise MCPConnectionError(f"call kind {call.kind!r} is not an MCP transport (expected mcp_stdio or mcp_http)")
+    if call.kind not in ("mcp_stdio", "mcp_http", "mcp_sse"):
+        raise MCPConnectionError(
+            f"call kind {call.kind!r} is not an MCP transport (expected mcp_stdio, mcp_http or mcp_sse)")
     if not call.target:
         raise MCPConnectionError(f"{call.kind} call info has no target")
     failure: MCPConnectionError | None = None
@@ -131,6 +135,8 @@ async def open_session(call: CallInfo, timeout: float = DEFAULT_TIMEOUT) -> Asyn
                         raise ValueError("empty command")
                     params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(call.env) or None)
                     read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+                elif call.kind == "mcp_sse":
+                    read, write = await stack.enter_async_context(sse_client(call.target, timeout=timeout))
                 else:
                     read, write = await stack.enter_async_context(streamable_http_client(call.target))
                 session = await stack.enter_async_context(

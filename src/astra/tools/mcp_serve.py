@@ -145,18 +145,49 @@ def serve_http(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
     anyio.run(lambda: serve_http_async(target, port, host=host, page_size=page_size))
 
 
+async def serve_sse_async(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
+                          page_size: int | None = None) -> None:
+    import uvicorn
+    from mcp.server.sse import SseServerTransport
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    server = build_mcp_server(target, page_size=page_size)
+    transport = SseServerTransport("/messages/")
+
+    async def handle_sse(request):  # noqa: ANN001 - starlette request
+        async with transport.connect_sse(request.scope, request.receive, request._send) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+        return Response()
+
+    app = Starlette(routes=[Route("/sse", endpoint=handle_sse, methods=["GET"]),
+                            Mount("/messages/", app=transport.handle_post_message)])
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    await uvicorn.Server(config).serve()
+
+
+def serve_sse(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
+              page_size: int | None = None) -> None:
+    """Serve the legacy SSE transport at ``http://{host}:{port}/sse`` until interrupted."""
+    anyio.run(lambda: serve_sse_async(target, port, host=host, page_size=page_size))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m astra.tools.mcp_serve",
         description="Serve a Python tool class or module as an MCP server.")
     parser.add_argument("target", help="module:Class, module, file.py or file.py:Class")
     parser.add_argument("--http", type=int, metavar="PORT", help="serve streamable HTTP on this port")
+    parser.add_argument("--sse", type=int, metavar="PORT", help="serve the legacy SSE transport on this port")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
     parser.add_argument("--page-size", type=int, default=None, help="tools/list page size (default: one page)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
-        if args.http is not None:
+        if args.sse is not None:
+            serve_sse(args.target, args.sse, host=args.host, page_size=args.page_size)
+        elif args.http is not None:
             serve_http(args.target, args.http, host=args.host, page_size=args.page_size)
         else:
             serve_stdio(args.target, page_size=args.page_size)
