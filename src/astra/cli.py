@@ -133,17 +133,20 @@ def tools_list(path: Annotated[Path, typer.Argument(help="A tools.jsonl written 
 def tools_serve(
     target: Annotated[str, typer.Argument(help="A bundled sample server name (e.g. 'shop') or module:Class.")],
     http: Annotated[int | None, typer.Option(help="Serve streamable HTTP on this port instead of stdio.")] = None,
+    sse: Annotated[int | None, typer.Option(help="Serve the legacy SSE transport on this port.")] = None,
     host: Annotated[str, typer.Option(help="HTTP host.")] = "127.0.0.1",
 ) -> None:
     """Run a Python tool server as a live MCP server (stdio by default)."""
     from astra.data.servers import PYTHON_SERVERS, server_target
-    from astra.tools.mcp_serve import serve_http, serve_stdio
+    from astra.tools.mcp_serve import serve_http, serve_sse, serve_stdio
 
     if target in PYTHON_SERVERS:
         target = server_target(target)
     elif ":" not in target and not target.endswith(".py"):
         raise ConfigError(f"unknown sample server {target!r}; samples: {', '.join(sorted(PYTHON_SERVERS))}")
-    if http is not None:
+    if sse is not None:
+        serve_sse(target, sse, host=host)
+    elif http is not None:
         serve_http(target, http, host=host)
     else:
         serve_stdio(target)
