@@ -1,0 +1,230 @@
+"""``astra envs``: QA decomposition, validation, and (next) environment synthesis and runtime.
+
+::
+
+    astra envs decompose -o qa.jsonl [--limit N] [--seed S] [--n 8] [--hops auto]     # offline worlds
+    astra envs decompose --domains geo,film --knowledge corpus.jsonl --hops 3-5 -o qa.jsonl \\
+                         [--questions q.jsonl] [--scenarios ...] [--n N] [--llm ...]
+    astra envs validate qa.jsonl -o valid.jsonl --percentile 90 [--min-qs X] [--validator offline|llm]
+
+See docs/environments.md. Each command is a thin wrapper: the logic lives in
+:mod:`astra.envsynth.compose`, :mod:`~astra.envsynth.decompose`, :mod:`~astra.envsynth.validate`
+and the stages in :mod:`~astra.envsynth.qa_stages`. Commands of the environment
+synthesis / runtime (``synthesize``, ``verify``, ``play``, ``serve``) belong on the same
+:data:`app`: add them in the marked section at the end of this file (or register them from
+another module with ``app.command("name")(fn)``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from astra.cli_common import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    ConcurrencyOpt,
+    ExecutorOpt,
+    LimitOpt,
+    LLMConcurrencyOpt,
+    LLMOpt,
+    NoCacheOpt,
+    NoProgressOpt,
+    RayAddressOpt,
+    RetryFailedOpt,
+    TimeoutOpt,
+    cli_errors,
+    console,
+    llm_settings,
+    print_manifest,
+    run_stage_cli,
+)
+from astra.errors import ConfigError, InputError
+from astra.pipeline import read_outputs
+from astra.types import QAInstance
+
+app = typer.Typer(
+    name="envs",
+    help="Environment synthesis for RL (SPEC 2): decompose multi-hop questions (LLM or the bundled "
+         "knowledge worlds), validate them (tool necessity, DC/SA/SR/TC, QS percentile gate), "
+         "then synthesize verifiable environments.",
+    no_args_is_help=True,
+)
+
+# -- options shared by the envs commands ------------------------------------------------
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output JSONL.")]
+DomainsOpt = Annotated[str | None, typer.Option(
+    "--domains", help="Comma list of domains: knowledge worlds (offline) or corpus domains (LLM). Default: all.")]
+ScenariosOpt = Annotated[str | None, typer.Option(
+    "--scenarios", help="Comma list of single_hop, parallel_single_hop, multi_hop, parallel_multi_hop "
+                        "(default: all four).")]
+HopsOpt = Annotated[str | None, typer.Option(
+    "--hops", help="Hop budget (sub-questions per instance): N (fixed), A-B (range) or auto "
+                   "(model-chosen / sampled per scenario). Default: auto offline, 3-5 with an LLM.")]
+
+
+def _split(s: str | None) -> list[str] | None:
+    if s is None:
+        return None
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    return items or None
+
+
+def _summary(output: Path) -> None:
+    """Instances per domain and scenario type, and the hop counts, of a QA output."""
+    insts = list(read_outputs(output, QAInstance))
+    if not insts:
+        return
+    per = Counter((i.domain, i.scenario) for i in insts)
+    scen = ["single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop"]
+    t = Table("domain", *scen, "total", title=f"QA instances in {output}", title_justify="left")
+    for dom in sorted({d for d, _ in per}):
+        row = [per.get((dom, s), 0) for s in scen]
+        t.add_row(dom, *map(str, row), str(sum(row)))
+    tot = [sum(per.get((d, s), 0) for d in {d for d, _ in per}) for s in scen]
+    t.add_row("total", *map(str, tot), str(sum(tot)))
+    console.print(t)
+    hops = [len(i.sub_tasks) for i in insts]
+    tool = sum(s.needs_tool for i in insts for s in i.sub_tasks)
+    console.print(f"mean hops {sum(hops) / len(hops):.2f}; {tool}/{sum(hops)} sub-questions need a tool")
+
+
+@app.command("decompose")
+@cli_errors
+def decompose_cmd(
+    output: OutputOpt,
+    domains: DomainsOpt = None,
+    knowledge: Annotated[Path | None, typer.Option(
+        "--knowledge", help="Knowledge corpus JSONL of {id, domain, text} (LLM decomposition).")] = None,
+    questions: Annotated[Path | None, typer.Option(
+        "--questions", help="Questions JSONL of {id, question, answer?, domain?} to decompose (question-conditional).")] = None,
+    hops: HopsOpt = None,
+    scenarios: ScenariosOpt = None,
+    n: Annotated[int | None, typer.Option(
+        "--n", help="Instances per (domain, scenario): offline default 8; unconditional LLM default 5.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the offline composer (same seed, same instances).")] = 0,
+    worlds: Annotated[list[Path] | None, typer.Option(
+        "--worlds", help="Extra knowledge world JSON files or directories (offline).")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="LLM sampling temperature.")] = 0.7,
+    knowledge_chars: Annotated[int, typer.Option(
+        "--knowledge-chars", help="Most corpus characters put in one prompt.")] = 4000,
+    llm: LLMOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    llm_concurrency: LLMConcurrencyOpt = 8,
+    no_cache: NoCacheOpt = False,
+    llm_timeout: TimeoutOpt = 120.0,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    retry_failed: RetryFailedOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Decompose multi-hop questions into sub-question DAGs (SPEC 2.1).
+
+    Without --knowledge/--questions: offline, composed by rules from the bundled knowledge
+    worlds with gold decompositions and tool plans. With them: by the LLM, question-conditional
+    (--questions) or unconditional (invented from the --knowledge corpus)."""
+    from astra.envsynth.compose import compose
+    from astra.envsynth.decompose import (
+        HopBudget,
+        build_requests,
+        load_corpus,
+        load_questions,
+        parse_scenarios,
+    )
+    from astra.envsynth.qa_stages import ComposeStage, DecomposeStage
+    from astra.envsynth.worlds import load_worlds
+
+    scen = parse_scenarios(scenarios)
+    doms = _split(domains)
+    runner = dict(limit=limit, concurrency=concurrency, executor=executor, ray_address=ray_address,
+                  retry_failed=retry_failed, no_progress=no_progress)
+    if n is not None and n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    if knowledge is None and questions is None:
+        budget = HopBudget.parse(hops, default="auto")
+        ws = load_worlds(doms, extra=list(worlds or []))
+        insts = compose(ws, n=n or 8, scenarios=scen, hops=budget, seed=seed)
+        if not insts:
+            raise ConfigError(f"the knowledge worlds yield no instance for scenarios {', '.join(scen)} "
+                              f"under --hops {budget.spec}")
+        console.print(f"offline: {len(insts)} instances composed from {len(ws)} knowledge worlds "
+                      f"({', '.join(w.domain for w in ws)}), hops {budget.spec}, seed {seed}")
+        stage = ComposeStage(hops=budget.spec, scenarios=scen, seed=seed, worlds=[str(w) for w in worlds or []])
+        run_stage_cli(stage, insts, output, **runner)
+    else:
+        if worlds:
+            raise ConfigError("--worlds is for the offline composer; drop --knowledge/--questions to use it")
+        budget = HopBudget.parse(hops, default="3-5")
+        corpus = load_corpus(knowledge) if knowledge is not None else None
+        qs = load_questions(questions) if questions is not None else None
+        reqs = build_requests(corpus=corpus, questions=qs, domains=doms, scenarios=scen, n=n or 5,
+                              hops=budget.spec, knowledge_chars=knowledge_chars)
+        if not reqs:
+            raise InputError("nothing to decompose (no question matches --domains?)",
+                             path=str(questions or knowledge))
+        settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+        console.print(f"LLM ({settings.spec}): {len(reqs)} {reqs[0].mode} requests, hops {budget.spec}")
+        stage = DecomposeStage(llm=settings, scenarios=scen, temperature=temperature)
+        run_stage_cli(stage, reqs, output, **runner)
+    _summary(output)
+
+
+@app.command("validate")
+@cli_errors
+def validate_cmd(
+    qa: Annotated[Path, typer.Argument(help="QA instances JSONL (from `astra envs decompose`).")],
+    output: OutputOpt,
+    percentile: Annotated[float, typer.Option(
+        "--percentile", help="Keep instances with QS >= this percentile of the batch's QS (0 disables).")] = 90.0,
+    min_qs: Annotated[float | None, typer.Option("--min-qs", help="Also require QS >= this absolute value.")] = None,
+    validator: Annotated[str | None, typer.Option(
+        "--validator", help="'offline' (rules from the DAG and the plan) or 'llm' (a judge). Default: offline "
+                            "when the LLM is the tiny embedded default, else llm.")] = None,
+    llm: LLMOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    llm_concurrency: LLMConcurrencyOpt = 8,
+    no_cache: NoCacheOpt = False,
+    llm_timeout: TimeoutOpt = 120.0,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    retry_failed: RetryFailedOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Validate QA instances (SPEC 2.2): tool necessity, the leaf rule, DC/SA/SR/TC and QS,
+    then a percentile gate. Pass 1 writes OUTPUT's sibling <stem>.scored.jsonl."""
+    from astra.envsynth.qa_stages import ScoreStage, default_validator, run_validate
+
+    if not qa.exists():
+        raise InputError("QA file not found", path=str(qa))
+    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+    which = validator or default_validator(settings)
+    if which not in ("offline", "llm"):
+        raise ConfigError(f"unknown --validator {which!r} (use 'offline' or 'llm')")
+    console.print(f"validator: {which}" + (f" ({settings.spec})" if which == "llm" else ""))
+    stage = ScoreStage(validator=which, llm=settings)  # type: ignore[arg-type]
+    res = run_validate(qa, output, stage=stage, percentile=percentile, min_qs=min_qs, limit=limit,
+                       concurrency=concurrency, executor=executor, ray_address=ray_address,
+                       retry_failed=retry_failed, progress=not no_progress and sys.stderr.isatty())
+    print_manifest(res.score)
+    print_manifest(res.gate_manifest)
+    g = res.gate
+    cut = "none" if g["cutoff"] is None else f"{g['cutoff']:.4f}"
+    console.print(f"gate: p{g['percentile']:g} cutoff {cut}" + (f", min-qs {g['min_qs']:g}" if g["min_qs"] is not None
+                                                               else "")
+                  + f" → kept {g['kept']} of {g['scored']} scored → {output}")
+
+
+# ---------------------------------------------------------------------------------
+# Environment synthesis and runtime commands (synthesize, verify, play, serve) go below.
+# ---------------------------------------------------------------------------------
