@@ -38,7 +38,8 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(llm_app, name="llm")
 
 # Sub-apps of later stages are mounted when their package is present.
-for _name, _module in [("graph", "astra.graph.cli"), ("tasks", "astra.tasks.cli")]:
+for _name, _module in [("graph", "astra.graph.cli"), ("tasks", "astra.tasks.cli"),
+                       ("envs", "astra.envsynth.cli")]:
     try:
         app.add_typer(importlib.import_module(_module).app, name=_name)
     except ModuleNotFoundError as _e:  # pragma: no cover - only while a package is absent
