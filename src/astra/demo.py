@@ -1,34 +1,38 @@
 """``astra demo``: the main job, the whole flow on the bundled sample, offline.
 
-It runs every stage that exists, each resumable, into one run directory, and ends with a
-summary table. Stages that are not built yet are listed as such, never faked.
+The demo is a recipe of the same ``astra`` commands a user runs by hand (each printed
+before it runs), into one run directory. Every step is a resumable stage, so an
+interrupted demo continues where it stopped when started again. It ends with a summary
+table built from the stages' manifests.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
+import typer
 from rich.table import Table
 
 from astra.cli_common import console
-from astra.errors import ConfigError
+from astra.errors import AstraError, ConfigError
 
-PROFILES = {
-    # tiny: a few minutes on 2 CPU cores (used by the end-to-end test)
-    "tiny": {"walks": 200, "max_per_server": 4},
+PROFILES: dict[str, dict[str, int]] = {
+    # tiny: minutes on 2 CPU cores (used by the end-to-end test)
+    "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2},
     # default: the full sample
-    "default": {"walks": 2000, "max_per_server": 40},
+    "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8},
 }
 
-#: Later stages of the flow, built by upcoming work; listed so the demo says what it skips.
-NOT_YET_BUILT = [
-    "rollouts → judge → SFT export",
-    "knowledge → environments",
-    "SFT → RL training",
-    "evaluation of base / SFT / RL",
-]
+
+@dataclass
+class Step:
+    name: str
+    args: list[str]
+    output: str  # the file whose manifest summarizes the step
+    llm: bool = False  # accepts --llm / --base-url
 
 
 @dataclass
@@ -37,6 +41,83 @@ class StepResult:
     output: str
     summary: str
     seconds: float
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class DemoStepFailed(AstraError):
+    pass
+
+
+def plan(out: Path, profile: str) -> list[Step]:
+    p = PROFILES[profile]
+    o = str(out)
+    return [
+        Step("tools ingest", ["tools", "ingest", "sample", "-o", f"{o}/tools.jsonl"], f"{o}/tools.jsonl"),
+        Step("graph build", ["graph", "build", f"{o}/tools.jsonl", "-o", f"{o}/graphs"],
+             f"{o}/graphs/graphs.jsonl", llm=True),
+        Step("graph chains", ["graph", "chains", f"{o}/graphs", "-o", f"{o}/chains.jsonl",
+                              "--walks", str(p["walks"]), "--max-per-server", str(p["max_per_server"])],
+             f"{o}/chains.jsonl"),
+        Step("graph verify", ["graph", "verify", f"{o}/chains.jsonl", "-o", f"{o}/verified.jsonl",
+                              "--tools", f"{o}/tools.jsonl"], f"{o}/verified.jsonl", llm=True),
+        Step("tasks generate", ["tasks", "generate", f"{o}/verified.jsonl", "-o", f"{o}/tasks.jsonl",
+                                "--tools", f"{o}/tools.jsonl", "--per-chain", str(p["per_chain"])],
+             f"{o}/tasks.jsonl", llm=True),
+        Step("tasks augment", ["tasks", "augment", f"{o}/tasks.jsonl", "-o", f"{o}/aug.jsonl",
+                               "--tools", f"{o}/tools.jsonl"], f"{o}/aug.jsonl", llm=True),
+        Step("tasks score", ["tasks", "score", f"{o}/aug.jsonl", "-o", f"{o}/scored.jsonl",
+                             "--tools", f"{o}/tools.jsonl"], f"{o}/scored.jsonl", llm=True),
+        Step("envs decompose", ["envs", "decompose", "-o", f"{o}/qa.jsonl", "--n", str(p["qa_n"])],
+             f"{o}/qa.jsonl"),
+        Step("envs validate", ["envs", "validate", f"{o}/qa.jsonl", "-o", f"{o}/valid.jsonl"],
+             f"{o}/valid.jsonl", llm=True),
+    ]
+
+
+def _registered(args: list[str]) -> bool:
+    """Whether the command path exists in this build of the CLI."""
+    from astra.cli import app
+
+    group = typer.main.get_command(app)
+    ctx = click.Context(group)
+    cmd: click.Command | None = group
+    for word in args[:2]:
+        if not isinstance(cmd, click.Group):
+            return True
+        cmd = cmd.get_command(ctx, word)
+        if cmd is None:
+            return False
+    return True
+
+
+def _invoke(args: list[str]) -> None:
+    from astra.cli import app
+
+    command = typer.main.get_command(app)
+    console.print(f"\n[bold cyan]$ astra {' '.join(args)}[/]")
+    code = command.main(args=args, prog_name="astra", standalone_mode=False)
+    if code:
+        raise DemoStepFailed(f"`astra {' '.join(args)}` exited with {code}; fix the cause and rerun the demo "
+                             "(finished stages are kept)")
+
+
+def _summary(output: str) -> str:
+    from astra.pipeline import load_manifest
+
+    try:
+        m = load_manifest(output)
+    except AstraError:
+        return "done"
+    parts = [f"{m.outputs} records"]
+    if m.rejected or m.rejections:
+        parts.append(f"{m.rejections} rejections")
+    if m.failed:
+        parts.append(f"{m.failed} failed")
+    top = sorted(m.rejections_by_reason.items(), key=lambda kv: -kv[1])[:2]
+    if top:
+        parts.append("(" + ", ".join(f"{k} {v}" for k, v in top) + ")")
+    return ", ".join(parts)
 
 
 def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str | None = None,
@@ -44,27 +125,34 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     out.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]astra demo[/] profile={profile} → {out}")
+    console.print(f"[bold]astra demo[/] profile={profile} → {out} "
+                  f"(LLM: {llm or 'embedded, offline generators where the tiny model cannot do the job'})")
     results: list[StepResult] = []
-
-    t0 = time.perf_counter()
-    from astra.cli import ingest_tools
-
-    tools_path = out / "tools.jsonl"
-    info = ingest_tools(["sample"], tools_path)
-    results.append(StepResult("tools ingest", str(tools_path),
-                              f"{info['servers']} servers, {info['tools']} tools, {len(info['domains'])} domains",
-                              time.perf_counter() - t0))
-
-    _print_summary(results, out)
+    skipped: list[str] = []
+    for step in plan(out, profile):
+        if not _registered(step.args):
+            skipped.append(step.name)
+            continue
+        args = list(step.args)
+        if step.llm and llm:
+            args += ["--llm", llm]
+        if step.llm and base_url:
+            args += ["--base-url", base_url]
+        if "--no-progress" not in args and step.args[0] not in ("tools",):
+            args.append("--no-progress")
+        t0 = time.perf_counter()
+        _invoke(args)
+        results.append(StepResult(step.name, step.output, _summary(step.output), time.perf_counter() - t0,
+                                  command="astra " + " ".join(args)))
+    _print_summary(results, skipped, out)
     return results
 
 
-def _print_summary(results: list[StepResult], out: Path) -> None:
+def _print_summary(results: list[StepResult], skipped: list[str], out: Path) -> None:
     t = Table("stage", "output", "result", "seconds", title="astra demo — summary", title_justify="left")
     for r in results:
         t.add_row(r.name, r.output, r.summary, f"{r.seconds:.1f}")
-    for name in NOT_YET_BUILT:
+    for name in skipped:
         t.add_row(name, "—", "[dim]not built yet[/]", "")
     console.print(t)
     console.print(f"LLM usage of this run: astra llm stats {out}")
