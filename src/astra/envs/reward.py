@@ -1,0 +1,50 @@
+"""The trajectory reward of SPEC 3.2 (pure).
+
+For an instance with ``n`` sub-tasks, an agent that makes ``c`` tool calls and solves
+``n̂`` sub-tasks gets
+
+- recall ``r = n̂ / n``
+- precision ``p = min(1, n̂ / (c + ε))``
+- **F1** ``= 2pr / (p + r)``, and 0 when ``n̂ = 0``.
+
+``kind`` selects what the reward is: ``f1`` (the paper's choice), ``recall`` or
+``precision`` (the ablations; recall-only makes turn counts explode, precision-only makes
+the agent stop calling tools). All three are always reported by the runtime.
+
+**(ours)** precision is capped at 1: a leaf non-tool step is solved by the final answer,
+not by a call, so ``n̂`` can exceed ``c`` (e.g. the final answer alone, with no call:
+``n̂ = 1, c = 0`` would give ``p = 10⁶``); uncapped, the reward would leave [0, 1].
+"""
+
+from __future__ import annotations
+
+REWARD_KINDS = ("f1", "recall", "precision")
+
+
+def reward_parts(n_solved: int, n_subtasks: int, calls: int, eps: float = 1e-6) -> tuple[float, float, float]:
+    """``(recall, precision, f1)``."""
+    if n_subtasks <= 0:
+        raise ValueError(f"an instance has at least one sub-task, got n_subtasks={n_subtasks}")
+    if not 0 <= n_solved <= n_subtasks:
+        raise ValueError(f"n_solved must be in [0, {n_subtasks}], got {n_solved}")
+    if calls < 0:
+        raise ValueError(f"calls must be >= 0, got {calls}")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if n_solved == 0:
+        return 0.0, 0.0, 0.0
+    r = n_solved / n_subtasks
+    p = min(1.0, n_solved / (calls + eps))
+    f1 = 2 * p * r / (p + r)
+    return r, p, f1
+
+
+def trajectory_reward(n_solved: int, n_subtasks: int, calls: int, kind: str = "f1", eps: float = 1e-6) -> float:
+    """The reward of SPEC 3.2: ``f1`` (default), ``recall`` or ``precision``."""
+    if kind not in REWARD_KINDS:
+        raise ValueError(f"unknown reward kind {kind!r} (use {', '.join(REWARD_KINDS)})")
+    r, p, f1 = reward_parts(n_solved, n_subtasks, calls, eps)
+    return {"f1": f1, "recall": r, "precision": p}[kind]
+
+
+__all__ = ["REWARD_KINDS", "reward_parts", "trajectory_reward"]

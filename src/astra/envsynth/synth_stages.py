@@ -1,0 +1,129 @@
+"""The environment synthesis stage: QAInstance -> environment file + index entry.
+
+:class:`SynthesizeStage` (``envs.synthesize``) runs :func:`astra.envsynth.synth.synthesize_environment`
+per validated instance, writes ``<out>/<id>.json`` (atomically) and returns an
+:class:`~astra.envs.bundle.EnvIndexEntry`, which the stage runner appends to
+``<out>/index.jsonl`` with its ledger and manifest — so a rerun resumes (only instances
+missing from the ledger are synthesized; an environment file written just before a kill is
+rewritten identically) and the manifest counts rejections by reason (``spec_leak``,
+``code_error``, ``wrong_answer``, ``forbidden_import``, ``llm_failed``, ``no_plan``,
+``merge_failed``, ``no_tool_step``).
+
+Synthesizer per instance (``synthesizer=None``, the default): ``offline`` (templates) when
+the instance has a plan and the LLM is the tiny embedded default (``embedded`` without a
+path), else ``llm``. The stage keeps only settings (picklable for Ray); the LLM client
+and the sandbox pool are built in :meth:`SynthesizeStage.setup`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from astra.envs.bundle import EnvIndexEntry, env_filename, write_environment
+from astra.envsynth.decompose import Rejected
+from astra.envsynth.synth import has_plan, synthesize_environment
+from astra.errors import ConfigError
+from astra.llm import LLMClient, LLMSettings, make_client
+from astra.pipeline import Stage, StageResult
+from astra.types import QAInstance
+
+_BUILT = ("_client", "_pool")
+
+
+def tiny_default(llm: LLMSettings | None) -> bool:
+    """Whether the LLM is the tiny embedded default (``embedded`` without a path)."""
+    spec = (llm or LLMSettings.from_env()).spec
+    return spec.strip() in ("", "embedded")
+
+
+def choose_synthesizer(inst: QAInstance, requested: str | None, llm: LLMSettings | None) -> str:
+    if requested in ("offline", "llm"):
+        return requested
+    if requested is not None:
+        raise ConfigError(f"unknown synthesizer {requested!r} (use 'offline' or 'llm')")
+    return "offline" if has_plan(inst) and tiny_default(llm) else "llm"
+
+
+class SynthesizeStage(Stage):
+    """QAInstance -> EnvIndexEntry, writing the environment file (see the module docstring)."""
+
+    name = "envs.synthesize"
+    input_model = QAInstance
+    output_model = EnvIndexEntry
+
+    def __init__(self, out_dir: str | os.PathLike[str], *, synthesizer: Literal["offline", "llm"] | None = None,
+                 llm: LLMSettings | None = None, max_attempts: int = 3,
+                 on_merge_fail: Literal["drop", "keep"] = "drop", scale: int = 2, seed: int = 0,
+                 pool_size: int | None = None, client: LLMClient | None = None, pool: Any = None) -> None:
+        if synthesizer not in (None, "offline", "llm"):
+            raise ConfigError(f"unknown synthesizer {synthesizer!r} (use 'offline' or 'llm')")
+        if max_attempts < 1:
+            raise ConfigError(f"--max-attempts must be >= 1, got {max_attempts}")
+        if on_merge_fail not in ("drop", "keep"):
+            raise ConfigError(f"--on-merge-fail must be 'drop' or 'keep', got {on_merge_fail!r}")
+        if not 0 <= scale <= 2:
+            raise ConfigError(f"--scale must be 0, 1 or 2, got {scale}")
+        self.out_dir = str(out_dir)
+        self.synthesizer = synthesizer
+        self.llm = llm
+        self.max_attempts = max_attempts
+        self.on_merge_fail = on_merge_fail
+        self.scale = scale
+        self.seed = seed
+        self.pool_size = pool_size
+        self._injected_client = client
+        self._injected_pool = pool
+        self._client: LLMClient | None = None
+        self._pool: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for k in _BUILT + ("_injected_client", "_injected_pool"):
+            state[k] = None
+        return state
+
+    def setup(self) -> None:
+        from astra.sandbox import SandboxPool, default_pool
+
+        if self._injected_pool is not None:
+            self._pool = self._injected_pool
+        elif self.pool_size:
+            self._pool = SandboxPool(size=self.pool_size)
+        else:
+            self._pool = default_pool()
+        if self._injected_client is not None:
+            self._client = self._injected_client
+        elif self.synthesizer == "llm" or (self.synthesizer is None and not tiny_default(self.llm)):
+            self._client = make_client(self.llm or LLMSettings.from_env())
+        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
+
+    def config(self) -> dict[str, Any]:
+        return {"out_dir": self.out_dir, "synthesizer": self.synthesizer,
+                "llm": None if self.llm is None else {"spec": self.llm.spec, "base_url": self.llm.base_url},
+                "max_attempts": self.max_attempts, "on_merge_fail": self.on_merge_fail, "scale": self.scale,
+                "seed": self.seed}
+
+    def _client_for_llm(self) -> LLMClient:
+        if self._client is None:
+            self._client = make_client(self.llm or LLMSettings.from_env())
+        return self._client
+
+    async def process(self, record: QAInstance) -> StageResult:
+        if self._pool is None:
+            raise ConfigError("envs.synthesize: setup() was not called")
+        which = choose_synthesizer(record, self.synthesizer, self.llm)
+        client = self._client_for_llm() if which == "llm" else None
+        try:
+            env = await synthesize_environment(
+                record, synthesizer=which, client=client, pool=self._pool,  # type: ignore[arg-type]
+                max_attempts=self.max_attempts, on_merge_fail=self.on_merge_fail, scale=self.scale, seed=self.seed,
+                model=client.provider_id if client is not None else None)
+        except Rejected as r:
+            return StageResult.reject(record.id, r.reason, r.detail)
+        write_environment(env, self.out_dir)
+        return StageResult.accept(EnvIndexEntry.of(env, env_filename(env.id)))
+
+
+__all__ = ["SynthesizeStage", "choose_synthesizer", "tiny_default"]
