@@ -33,6 +33,7 @@ class Step:
     args: list[str]
     output: str  # the file whose manifest summarizes the step
     llm: bool = False  # accepts --llm / --base-url
+    runner: bool = True  # accepts the stage-runner options (--no-progress, …)
 
 
 @dataclass
@@ -72,6 +73,9 @@ def plan(out: Path, profile: str) -> list[Step]:
              f"{o}/qa.jsonl"),
         Step("envs validate", ["envs", "validate", f"{o}/qa.jsonl", "-o", f"{o}/valid.jsonl"],
              f"{o}/valid.jsonl", llm=True),
+        Step("envs synthesize", ["envs", "synthesize", f"{o}/valid.jsonl", "-o", f"{o}/envs"],
+             f"{o}/envs/index.jsonl", llm=True),
+        Step("envs verify", ["envs", "verify", f"{o}/envs"], f"{o}/envs/index.jsonl", runner=False),
     ]
 
 
@@ -96,7 +100,10 @@ def _invoke(args: list[str]) -> None:
 
     command = typer.main.get_command(app)
     console.print(f"\n[bold cyan]$ astra {' '.join(args)}[/]")
-    code = command.main(args=args, prog_name="astra", standalone_mode=False)
+    try:
+        code = command.main(args=args, prog_name="astra", standalone_mode=False)
+    except click.ClickException as e:
+        raise DemoStepFailed(f"`astra {' '.join(args)}`: {e.format_message()}") from None
     if code:
         raise DemoStepFailed(f"`astra {' '.join(args)}` exited with {code}; fix the cause and rerun the demo "
                              "(finished stages are kept)")
@@ -138,7 +145,7 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
             args += ["--llm", llm]
         if step.llm and base_url:
             args += ["--base-url", base_url]
-        if "--no-progress" not in args and step.args[0] not in ("tools",):
+        if step.runner and step.args[0] != "tools":
             args.append("--no-progress")
         t0 = time.perf_counter()
         _invoke(args)

@@ -1,4 +1,4 @@
-"""``astra envs``: QA decomposition, validation, and  environment synthesis and runtime.
+"""``astra envs``: QA decomposition, validation, environment synthesis and the runtime.
 
 ::
 
@@ -7,12 +7,12 @@
                          [--questions q.jsonl] [--scenarios ...] [--n N] [--llm ...]
     astra envs validate qa.jsonl -o valid.jsonl --percentile 90 [--min-qs X] [--validator offline|llm]
 
+    astra envs synthesize valid.jsonl -o envs/ [--synthesizer offline|llm] [--max-attempts 3]
+    astra envs verify envs/          astra envs play envs/ENV_ID          astra envs serve envs/ENV_ID
+
 See docs/environments.md. Each command is a thin wrapper: the logic lives in
-:mod:`astra.envsynth.compose`, :mod:`~astra.envsynth.decompose`, :mod:`~astra.envsynth.validate`
-and the stages in :mod:`~astra.envsynth.qa_stages`. Commands of the environment
-synthesis / runtime (``synthesize``, ``verify``, ``play``, ``serve``) belong on the same
-:data:`app`: add them in the marked section at the end of this file (or register them from
-another module with ``app.command("name")(fn)``).
+:mod:`astra.envsynth.compose`, :mod:`~astra.envsynth.decompose`, :mod:`~astra.envsynth.validate`,
+:mod:`~astra.envsynth.synth` and :mod:`astra.envs`.
 """
 
 from __future__ import annotations
