@@ -1,0 +1,69 @@
+"""``astra judge``: score trajectories on the seven dimensions of SPEC 1.5 and keep the good ones.
+
+::
+
+    astra judge trajectories.jsonl -o judged.jsonl --llm openai:MODEL --min-score 0.7 [--judge offline|llm]
+
+The integrator registers :func:`judge_command` with ``app.command("judge")``; ``app`` is the
+same command as a stand-alone Typer app. See docs/rollouts.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from astra.cli_common import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    ConcurrencyOpt,
+    ExecutorOpt,
+    LimitOpt,
+    LLMConcurrencyOpt,
+    LLMOpt,
+    NoCacheOpt,
+    NoProgressOpt,
+    RayAddressOpt,
+    RetryFailedOpt,
+    TimeoutOpt,
+    cli_errors,
+    llm_settings,
+    run_stage_cli,
+)
+from astra.judge.stages import DEFAULT_MIN_SCORE, JudgeStage
+
+
+@cli_errors
+def judge_command(
+    trajectories: Annotated[Path, typer.Argument(help="Trajectories JSONL (astra rollout).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Judged trajectories that pass, JSONL.")],
+    min_score: Annotated[float, typer.Option("--min-score", help="Keep trajectories whose overall score is at "
+                                             "least this (the mean of the seven dimensions).")] = DEFAULT_MIN_SCORE,
+    judge: Annotated[str | None, typer.Option(
+        "--judge", help="'llm' (structured LLM judgement) or 'offline' (rules + labelled heuristics, no LLM). "
+                        "Default: offline when --llm is the tiny embedded default, else llm.")] = None,
+    llm: LLMOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    llm_concurrency: LLMConcurrencyOpt = 8,
+    no_cache: NoCacheOpt = False,
+    llm_timeout: TimeoutOpt = 120.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens per judge reply.")] = 400,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    retry_failed: RetryFailedOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Judge trajectories (7 dimensions); keep those scoring at least --min-score."""
+    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+    stage = JudgeStage(min_score=min_score, mode=judge, settings=settings, max_tokens=max_tokens)
+    run_stage_cli(stage, trajectories, output, limit=limit, concurrency=concurrency, executor=executor,
+                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+
+
+app = typer.Typer(name="judge", add_completion=False, help="The 7-dimension trajectory judge (SPEC 1.5).")
+app.command("judge")(judge_command)
