@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -37,14 +36,19 @@ llm_app = typer.Typer(no_args_is_help=True, help="Talk to a provider; LLM usage 
 app.add_typer(tools_app, name="tools")
 app.add_typer(llm_app, name="llm")
 
-# Sub-apps of later stages are mounted when their package is present.
-for _name, _module in [("graph", "astra.graph.cli"), ("tasks", "astra.tasks.cli"),
-                       ("envs", "astra.envsynth.cli")]:
-    try:
-        app.add_typer(importlib.import_module(_module).app, name=_name)
-    except ModuleNotFoundError as _e:  # pragma: no cover - only while a package is absent
-        if _e.name != _module and not _module.startswith(str(_e.name)):
-            raise
+from astra.envsynth.cli import app as envs_app  # noqa: E402
+from astra.export.cli import app as export_app  # noqa: E402
+from astra.graph.cli import app as graph_app  # noqa: E402
+from astra.judge.cli import judge_command  # noqa: E402
+from astra.rollout.cli import rollout_command  # noqa: E402
+from astra.tasks.cli import app as tasks_app  # noqa: E402
+
+app.add_typer(graph_app, name="graph")
+app.add_typer(tasks_app, name="tasks")
+app.command("rollout")(rollout_command)
+app.command("judge")(judge_command)
+app.add_typer(export_app, name="export")
+app.add_typer(envs_app, name="envs")
 
 
 @app.callback()
