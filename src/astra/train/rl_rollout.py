@@ -1,0 +1,300 @@
+"""Multi-turn rollouts against environments, batched across sessions, at the token level.
+
+Each rollout drives its own environment session (``EnvSession``: isolated state, tools run
+in the sandbox). Per turn, **all live sessions generate in one left-padded
+``model.generate`` call**; their tool calls then run concurrently (``session.astep``), and
+the tool results are appended as tokens. The token sequence of an episode is built by
+concatenation and never re-tokenized, so the tokens trained on are exactly the tokens the
+policy sampled:
+
+``prompt (mask 0) | reply 1 (mask 1) | tool results + next assistant header (mask 0) | reply 2 (mask 1) | ...``
+
+An episode ends when the model answers without a tool call, when the session is done
+(all sub-tasks solved or its ``max_turns`` reached), or when the context budget
+(``max_total_tokens``) would be exceeded.
+
+:class:`ChatCodec` holds the chat-template arithmetic (prompt ids, the ids of tool
+results between two assistant turns); the veRL agent loop plugin reuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from astra.llm.toolparse import parse_tool_calls
+
+_MARK = "\u2063ASTRA\u2063TURN\u2063"
+
+
+class ChatCodec:
+    """Token-level view of a chat template with tools (ChatML/Hermes by default)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tok = tokenizer
+        stop: set[int] = set()
+        for t in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+            i = tokenizer.convert_tokens_to_ids(t)
+            if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id:
+                stop.add(i)
+        if tokenizer.eos_token_id is not None:
+            stop.add(int(tokenizer.eos_token_id))
+        self.stop_ids: list[int] = sorted(stop)
+        # The end-of-turn token the template writes after an assistant message.
+        self.eot_id = self._template_eot()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eot_id
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, *,
+                add_generation_prompt: bool) -> str:
+        return self.tok.apply_chat_template(messages, tools=tools or None,
+                                            add_generation_prompt=add_generation_prompt, tokenize=False)
+
+    def _template_eot(self) -> int:
+        text = self._render([{"role": "user", "content": "u"}, {"role": "assistant", "content": _MARK}],
+                            add_generation_prompt=False)
+        after = text[text.index(_MARK) + len(_MARK):]
+        for i in self.stop_ids:
+            s = self.tok.convert_ids_to_tokens(i)
+            if isinstance(s, str) and after.startswith(s):
+                return i
+        return self.stop_ids[0] if self.stop_ids else int(self.tok.eos_token_id)
+
+    def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
+        text = self._render(messages, tools, add_generation_prompt=True)
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def tool_suffix_ids(self, tool_messages: Sequence[dict[str, Any]]) -> list[int]:
+        """Ids that follow an assistant turn's end-of-turn token: the tool results and the
+        header of the next assistant turn (all masked from the loss)."""
+        base: list[dict[str, Any]] = [{"role": "user", "content": "u"},
+                                      {"role": "assistant", "content": _MARK}]
+        msgs = [{"role": "tool", "content": m.get("content") if isinstance(m.get("content"), str)
+                 else str(m.get("content")), **({"tool_call_id": m["tool_call_id"]} if "tool_call_id" in m else {}),
+                 **({"name": m["name"]} if "name" in m else {})} for m in tool_messages]
+        text = self._render(base + msgs, add_generation_prompt=True)
+        rest = text[text.index(_MARK) + len(_MARK):]
+        eot = self.tok.convert_ids_to_tokens(self.eot_id)
+        if isinstance(eot, str) and rest.startswith(eot):
+            rest = rest[len(eot):]
+        return list(self.tok(rest, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+
+@dataclass
+class Episode:
+    """One rollout: the session and its token sequence so far."""
+
+    session: Any
+    ids: list[int]
+    mask: list[int]
+    prompt_len: int
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    done: bool = False
+    end_reason: str = ""
+    turns: int = 0  # assistant replies
+    gen_tokens: int = 0
+    final_answer: str | None = None
+    parse_errors: int = 0
+    error: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RolloutStats:
+    gen_tokens: int = 0
+    gen_seconds: float = 0.0
+    tool_seconds: float = 0.0
+    generate_calls: int = 0
+    sequences: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.gen_tokens / self.gen_seconds if self.gen_seconds > 0 else 0.0
+
+    def add(self, other: RolloutStats) -> None:
+        self.gen_tokens += other.gen_tokens
+        self.gen_seconds += other.gen_seconds
+        self.tool_seconds += other.tool_seconds
+        self.generate_calls += other.generate_calls
+        self.sequences += other.sequences
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine from sync code, also when an event loop is already running here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
+def start_episode(session: Any, codec: ChatCodec) -> Episode:
+    """Reset the session and tokenize its prompt (system + user + tools; mask 0)."""
+    messages, tools = session.reset()
+    ids = codec.prompt_ids(messages, tools)
+    return Episode(session=session, ids=ids, mask=[0] * len(ids), prompt_len=len(ids),
+                   messages=[dict(m) for m in messages], tools=list(tools or []))
+
+
+def finish_episode(e: Episode, reason: str, answer: str | None = None) -> None:
+    e.done, e.end_reason, e.final_answer = True, reason, answer
+    if not getattr(e.session, "done", False):
+        e.session.finish(answer)
+
+
+def apply_reply(e: Episode, new: list[int], stopped: bool, budget: int, codec: ChatCodec) -> list[Any] | None:
+    """Append one generated reply (policy tokens, mask 1); return its tool calls to run, or
+    None when the episode ended (an answer without tool calls, or a truncated reply)."""
+    if len(new) > budget:
+        new, stopped = new[:budget], False
+    e.ids += new
+    e.mask += [1] * len(new)
+    e.gen_tokens += len(new)
+    e.turns += 1
+    parsed = parse_tool_calls(codec.decode(new))
+    e.parse_errors += len(parsed.errors)
+    msg: dict[str, Any] = {"role": "assistant", "content": parsed.content}
+    if parsed.tool_calls:
+        msg["tool_calls"] = [tc.openai() for tc in parsed.tool_calls]
+    e.messages.append(msg)
+    if not stopped:  # close the truncated turn (not trained on: the policy did not emit it)
+        e.ids.append(codec.eot_id)
+        e.mask.append(0)
+    if parsed.tool_calls and not getattr(e.session, "done", False):
+        return list(parsed.tool_calls)
+    finish_episode(e, "answer" if stopped else "length", parsed.content)
+    return None
+
+
+def apply_tool_results(e: Episode, res: Any, codec: ChatCodec, *, max_total_tokens: int,
+                       max_turns: int | None = None) -> None:
+    """Append the tool messages of one turn (mask 0), or end the episode (session done,
+    tool error, turn cap, context budget)."""
+    if isinstance(res, BaseException):
+        e.error = f"{type(res).__name__}: {res}"
+        finish_episode(e, "error")
+        return
+    e.messages.extend(res)
+    if getattr(e.session, "done", False):
+        e.done, e.end_reason = True, "env_done"
+        return
+    if max_turns is not None and e.turns >= max_turns:
+        finish_episode(e, "max_turns")
+        return
+    suffix = codec.tool_suffix_ids(res)
+    if len(e.ids) + len(suffix) + 2 >= max_total_tokens:
+        finish_episode(e, "context")
+        return
+    e.ids += suffix
+    e.mask += [0] * len(suffix)
+
+
+class RolloutEngine:
+    """Batched multi-turn generation for a list of sessions (see the module docstring)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_new_tokens: int = 128, temperature: float = 1.0,
+                 top_p: float = 1.0, max_total_tokens: int | None = None, max_batch: int | None = None,
+                 max_turns: int | None = None):
+        self.model, self.tok = model, tokenizer
+        self.codec = ChatCodec(tokenizer)
+        self.max_new_tokens = max_new_tokens
+        self.temperature, self.top_p = temperature, top_p
+        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 4096
+        self.max_total_tokens = min(max_total_tokens or limit, limit)
+        self.max_batch = max_batch
+        self.max_turns = max_turns
+        self.stats = RolloutStats()
+
+    # -- generation ----------------------------------------------------------------------
+    def generate(self, seqs: Sequence[Sequence[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
+        """Continue every sequence; returns (new ids up to and including a stop id, stopped)."""
+        out: list[tuple[list[int], bool]] = []
+        step = self.max_batch or len(seqs) or 1
+        for i in range(0, len(seqs), step):
+            out.extend(self._generate_chunk(seqs[i:i + step], max_new_tokens))
+        return out
+
+    def _generate_chunk(self, seqs: Sequence[Sequence[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
+        import torch
+        from transformers import GenerationConfig
+
+        device = next(self.model.parameters()).device
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.codec.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+            attn[r, width - len(s):] = 1
+        sample = self.temperature > 0
+        gc = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=sample,
+            temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
+            top_k=0 if sample else None, eos_token_id=self.codec.stop_ids, pad_token_id=self.codec.pad_id,
+        )
+        was_training = self.model.training
+        self.model.eval()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            gen = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gc)
+        self.stats.gen_seconds += time.perf_counter() - t0
+        self.stats.generate_calls += 1
+        if was_training:
+            self.model.train()
+        stops = set(self.codec.stop_ids)
+        res = []
+        for r in range(len(seqs)):
+            new = gen[r, width:].tolist()
+            stopped = False
+            for j, t in enumerate(new):
+                if t in stops:
+                    new, stopped = new[: j + 1], True
+                    break
+            res.append((new, stopped))
+            self.stats.gen_tokens += len(new)
+        return res
+
+    # -- episodes ------------------------------------------------------------------------
+    def start(self, session: Any) -> Episode:
+        return start_episode(session, self.codec)
+
+    def _finish(self, e: Episode, reason: str, answer: str | None = None) -> None:
+        finish_episode(e, reason, answer)
+
+    async def arun(self, sessions: Sequence[Any]) -> list[Episode]:
+        self.stats.sequences += len(sessions)
+        eps = [self.start(s) for s in sessions]
+        for e in eps:
+            if len(e.ids) + 1 >= self.max_total_tokens:
+                self._finish(e, "context")
+        while True:
+            live = [e for e in eps if not e.done]
+            if not live:
+                break
+            budgets = [min(self.max_new_tokens, self.max_total_tokens - len(e.ids) - 1) for e in live]
+            outs = self.generate([e.ids for e in live], max(budgets))
+            pending: list[tuple[Episode, list[Any]]] = []
+            for e, (new, stopped), budget in zip(live, outs, budgets, strict=True):
+                calls = apply_reply(e, new, stopped, budget, self.codec)
+                if calls:
+                    pending.append((e, calls))
+            if not pending:
+                continue
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*(e.session.astep(calls) for e, calls in pending),
+                                           return_exceptions=True)
+            self.stats.tool_seconds += time.perf_counter() - t0
+            for (e, _calls), res in zip(pending, results, strict=True):
+                apply_tool_results(e, res, self.codec, max_total_tokens=self.max_total_tokens,
+                                   max_turns=self.max_turns)
+        return eps
+
+    def run(self, sessions: Sequence[Any]) -> list[Episode]:
+        return run_sync(self.arun(sessions))
