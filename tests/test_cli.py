@@ -98,7 +98,11 @@ def test_llm_stats_sums_manifests(tmp_path):
 
 
 def test_demo_tiny_runs_what_exists(tmp_path):
-    r = invoke("demo", "--profile", "tiny", "--out", str(tmp_path / "run"))
+    r = invoke("demo", "--profile", "tiny", "--no-training", "--out", str(tmp_path / "run"))
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "run" / "tools.jsonl").exists()
+    run = tmp_path / "run"
+    for name in ("tools.jsonl", "verified.jsonl", "scored.jsonl", "judged.jsonl", "valid.jsonl", "report.html"):
+        assert (run / name).exists(), name
+    assert (run / "sft" / "train.jsonl").exists()
+    assert len(list((run / "envs").glob("*.json"))) >= 8
     assert "summary" in r.output

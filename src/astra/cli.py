@@ -55,6 +55,23 @@ app.add_typer(export_app, name="export")
 app.add_typer(envs_app, name="envs")
 app.add_typer(train_app, name="train")
 eval_app.command("envs")(eval_envs_command)
+
+
+@envs_app.command("split")
+@cli_errors
+def envs_split(
+    envs: Annotated[Path, typer.Argument(help="A bundle directory written by `astra envs synthesize`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Writes OUTPUT/train and OUTPUT/heldout.")],
+    heldout: Annotated[float, typer.Option(help="Share of environments held out for evaluation.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the split (a stable hash of each env id).")] = 0,
+) -> None:
+    """Split environments into train and held-out sets (stable per environment id)."""
+    from astra.eval.envs import split_environments
+
+    train_dir, heldout_dir = split_environments(envs, heldout, seed, output)
+    n_train = sum(1 for _ in train_dir.glob("*.json"))
+    n_held = sum(1 for _ in heldout_dir.glob("*.json"))
+    console.print(f"{n_train} train → {train_dir}, {n_held} held out → {heldout_dir}")
 app.add_typer(eval_app, name="eval")
 app.command("report")(report_command)
 
@@ -251,11 +268,13 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
     llm: LLMOpt = None,
     base_url: BaseUrlOpt = None,
+    training: Annotated[bool, typer.Option("--training/--no-training",
+                                           help="Run SFT, RL and the held-out evaluation.")] = True,
 ) -> None:
     """The main job: the whole flow on the bundled sample, offline, on the embedded model."""
     from astra.demo import run_demo
 
-    run_demo(profile=profile, out=out, llm=llm, base_url=base_url)
+    run_demo(profile=profile, out=out, llm=llm, base_url=base_url, training=training)
 
 
 def main() -> None:  # pragma: no cover

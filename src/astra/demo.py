@@ -21,9 +21,11 @@ from astra.errors import AstraError, ConfigError
 
 PROFILES: dict[str, dict[str, int]] = {
     # tiny: minutes on 2 CPU cores (used by the end-to-end test)
-    "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2},
+    "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 3, "rl_steps": 1,
+             "eval_n": 3, "max_turns": 2},
     # default: the full sample
-    "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8},
+    "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 30, "rl_steps": 10,
+                "eval_n": 12, "max_turns": 4},
 }
 
 
@@ -34,6 +36,7 @@ class Step:
     output: str  # the file whose manifest summarizes the step
     llm: bool = False  # accepts --llm / --base-url
     runner: bool = True  # accepts the stage-runner options (--no-progress, …)
+    training: bool = False  # trains or evaluates a model (skipped with --no-training)
 
 
 @dataclass
@@ -82,6 +85,20 @@ def plan(out: Path, profile: str) -> list[Step]:
         Step("envs synthesize", ["envs", "synthesize", f"{o}/valid.jsonl", "-o", f"{o}/envs"],
              f"{o}/envs/index.jsonl", llm=True),
         Step("envs verify", ["envs", "verify", f"{o}/envs"], f"{o}/envs/index.jsonl", runner=False),
+        Step("envs split", ["envs", "split", f"{o}/envs", "-o", f"{o}/envsplit", "--heldout", "0.25"],
+             f"{o}/envsplit/heldout/index.jsonl", runner=False, training=True),
+        Step("train sft", ["train", "sft", "--data", f"{o}/sft", "--model", "embedded", "-o", f"{o}/ckpt/sft",
+                           "--max-steps", str(p["sft_steps"])], f"{o}/ckpt/sft/train_summary.json",
+             runner=False, training=True),
+        Step("train rl", ["train", "rl", "--envs", f"{o}/envsplit/train", "--model", f"{o}/ckpt/sft",
+                          "-o", f"{o}/ckpt/rl", "--group-size", "2", "--batch", "2",
+                          "--max-steps", str(p["rl_steps"]), "--max-turns", str(p["max_turns"]),
+                          "--max-new-tokens", "64"], f"{o}/ckpt/rl/metrics.jsonl", runner=False, training=True),
+        Step("eval envs", ["eval", "envs", f"{o}/envsplit/heldout", "--model", "embedded",
+                           "--model", f"{o}/ckpt/sft", "--model", f"{o}/ckpt/rl", "--limit", str(p["eval_n"]),
+                           "--max-turns", str(p["max_turns"]), "--max-tokens", "96",
+                           "-o", f"{o}/eval/envs.json"], f"{o}/eval/envs.json", runner=False, training=True),
+        Step("report", ["report", o, "-o", f"{o}/report.html"], f"{o}/report.html", runner=False),
     ]
 
 
@@ -134,7 +151,7 @@ def _summary(output: str) -> str:
 
 
 def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str | None = None,
-             base_url: str | None = None) -> list[StepResult]:
+             base_url: str | None = None, training: bool = True) -> list[StepResult]:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +160,7 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
     results: list[StepResult] = []
     skipped: list[str] = []
     for step in plan(out, profile):
-        if not _registered(step.args):
+        if not _registered(step.args) or (step.training and not training):
             skipped.append(step.name)
             continue
         args = list(step.args)
@@ -166,6 +183,6 @@ def _print_summary(results: list[StepResult], skipped: list[str], out: Path) -> 
     for r in results:
         t.add_row(r.name, r.output, r.summary, f"{r.seconds:.1f}")
     for name in skipped:
-        t.add_row(name, "—", "[dim]not built yet[/]", "")
+        t.add_row(name, "—", "[dim]skipped[/]", "")
     console.print(t)
     console.print(f"LLM usage of this run: astra llm stats {out}")
