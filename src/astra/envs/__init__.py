@@ -1,4 +1,4 @@
-"""Environments for RL (SPEC 2.4, 3.2): the bundle format, the runtime an RL trainer
+"""Environments for RL: the bundle format, the runtime an RL trainer
 drives (reset / step / reward with the trajectory F1), distractor mixing, and adapters.
 
 - :mod:`~astra.envs.bundle` — ``envs/<id>.json`` + ``envs/index.jsonl``; load, write, re-verify;

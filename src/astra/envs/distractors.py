@@ -1,4 +1,4 @@
-"""Irrelevant-tool (distractor) mixing (SPEC 3.2).
+"""Irrelevant-tool (distractor) mixing.
 
 The agent of an environment sees its own tools plus up to K tools from **other**
 environments (so every distractor is executable — a call to it runs and counts as a call,

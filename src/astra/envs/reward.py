@@ -1,4 +1,4 @@
-"""The trajectory reward of SPEC 3.2 (pure).
+"""The trajectory reward of the ASTRA method §3.2 (pure).
 
 For an instance with ``n`` sub-tasks, an agent that makes ``c`` tool calls and solves
 ``n̂`` sub-tasks gets
@@ -40,7 +40,7 @@ def reward_parts(n_solved: int, n_subtasks: int, calls: int, eps: float = 1e-6) 
 
 
 def trajectory_reward(n_solved: int, n_subtasks: int, calls: int, kind: str = "f1", eps: float = 1e-6) -> float:
-    """The reward of SPEC 3.2: ``f1`` (default), ``recall`` or ``precision``."""
+    """The reward of the ASTRA method §3.2: ``f1`` (default), ``recall`` or ``precision``."""
     if kind not in REWARD_KINDS:
         raise ValueError(f"unknown reward kind {kind!r} (use {', '.join(REWARD_KINDS)})")
     r, p, f1 = reward_parts(n_solved, n_subtasks, calls, eps)

@@ -1,4 +1,4 @@
-"""The environment runtime an RL trainer drives (SPEC 3.2): reset / step / reward.
+"""The environment runtime an RL trainer drives: reset / step / reward.
 
     session = EnvSession(env, max_turns=8, reward="f1", distractors=sampler.sample(env), seed=0)
     messages, tools = session.reset()          # [system, user question], OpenAI tools (shuffled)

@@ -1,4 +1,4 @@
-"""Environment synthesis (SPEC 2): multi-hop QA instances -> validated -> executable environments.
+"""Environment synthesis: multi-hop QA instances -> validated -> executable environments.
 
 This package so far holds the QA half:
 

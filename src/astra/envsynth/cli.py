@@ -50,7 +50,7 @@ from astra.types import QAInstance
 
 app = typer.Typer(
     name="envs",
-    help="Environment synthesis for RL (SPEC 2): decompose multi-hop questions (LLM or the bundled "
+    help="Environment synthesis for RL: decompose multi-hop questions (LLM or the bundled "
          "knowledge worlds), validate them (tool necessity, DC/SA/SR/TC, QS percentile gate), "
          "then synthesize verifiable environments.",
     no_args_is_help=True,
@@ -126,7 +126,7 @@ def decompose_cmd(
     retry_failed: RetryFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
-    """Decompose multi-hop questions into sub-question DAGs (SPEC 2.1).
+    """Decompose multi-hop questions into sub-question DAGs.
 
     Without --knowledge/--questions: offline, composed by rules from the bundled knowledge
     worlds with gold decompositions and tool plans. With them: by the LLM, question-conditional
@@ -201,7 +201,7 @@ def validate_cmd(
     retry_failed: RetryFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
-    """Validate QA instances (SPEC 2.2): tool necessity, the leaf rule, DC/SA/SR/TC and QS,
+    """Validate QA instances: tool necessity, the leaf rule, DC/SA/SR/TC and QS,
     then a percentile gate. Pass 1 writes OUTPUT's sibling <stem>.scored.jsonl."""
     from astra.envsynth.qa_stages import ScoreStage, default_validator, run_validate
 
@@ -287,7 +287,7 @@ def synthesize_cmd(
     retry_failed: RetryFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
-    """Synthesize verified environments (SPEC 2.3-2.4): tool spec -> complexity scaling -> call
+    """Synthesize verified environments (the ASTRA method §2.3-2.4): tool spec -> complexity scaling -> call
     statement -> stdlib code -> sandbox verification (typed answer matching; retries with the
     error fed back) -> merging. Writes OUTPUT/<id>.json and OUTPUT/index.jsonl (resumable)."""
     import time

@@ -70,7 +70,7 @@ question always gets the same id. Everything is deterministic given ``seed``.
 Tool intents are ``get_<field>_of_<entity_type>`` (lookups) and
 ``find_<entity_type>_by_<field>`` (searches). Tool sub-tasks of one instance with the same
 ``tool_intent`` are the "same intent, different parameters" clusters that environment
-merging (SPEC 2.4) combines into one tool. Sub-answers are rendered with
+merging combines into one tool. Sub-answers are rendered with
 :func:`~astra.envsynth.worlds.format_value` (ISO dates, plain ints, floats without trailing
 zeros). :func:`check_gold` recomputes every sub-answer from the plan and the world, and a0
 from the sub-answers.

@@ -1,4 +1,4 @@
-"""QA decomposition (SPEC 2.1): the decomposition contract, its output validation, and the
+"""QA decomposition: the decomposition contract, its output validation, and the
 LLM generator.
 
 Vocabulary

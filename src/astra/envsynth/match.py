@@ -1,6 +1,6 @@
 """Typed answer matching: does a tool's output (or an agent's final answer) contain a gold answer?
 
-SPEC 2.3 accepts a synthesized tool iff its output "contains the gold answer", and SPEC 3.2
+the ASTRA method §2.3 accepts a synthesized tool iff its output "contains the gold answer", and the ASTRA method §3.2
 counts a sub-task solved on the same test. A raw substring check is wrong for short
 answers ("3" is inside "13", "2023", "3.5" and most JSON), so matching here is typed:
 

@@ -1,4 +1,4 @@
-"""Merging the sub-environments of one instance (SPEC 2.4).
+"""Merging the sub-environments of one instance.
 
 Sub-tasks with the **same intent but different parameters** (the weather in two cities)
 become one tool:

@@ -133,7 +133,7 @@ class ComposeStage(_QAStage):
 
 
 class DecomposeStage(_QAStage):
-    """DecomposeRequest -> QAInstance with the LLM (SPEC 2.1), validated."""
+    """DecomposeRequest -> QAInstance with the LLM, validated."""
 
     name = "envs.decompose"
     input_model = DecomposeRequest

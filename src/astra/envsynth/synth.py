@@ -1,5 +1,5 @@
-"""Environment synthesis per sub-question (SPEC 2.3), verification in the sandbox, and the
-assembly of one :class:`~astra.types.Environment` per instance (with merging, SPEC 2.4).
+"""Environment synthesis per sub-question, verification in the sandbox, and the
+assembly of one :class:`~astra.types.Environment` per instance (with merging, the ASTRA method §2.4).
 
 For every **tool** sub-task of an instance (leaf non-tool steps are skipped):
 
@@ -422,7 +422,7 @@ def excerpt(value: Any, n: int = EXCERPT) -> str:
 async def verify_call(code: str, statement: str, gold: str, answer_type: str | None, *, sub_id: str, tool: str,
                       pool: SandboxPool, timeout: float = CALL_TIMEOUT, repeat: bool = True) -> CallCheck:
     """Run ``statement`` against ``code`` in the sandbox and check its value by typed
-    matching (SPEC 2.3 step 5). ``repeat`` runs it twice and requires the same value."""
+    matching (the ASTRA method §2.3 step 5). ``repeat`` runs it twice and requires the same value."""
     t0 = time.perf_counter()
     common: dict[str, Any] = {"sub_id": sub_id, "tool": tool, "call": statement}
     try:

@@ -6,7 +6,7 @@ For an instance composed from a knowledge world (``QAInstance.meta["plan"]``, se
 - **name** = the plan's ``tool_intent`` (``get_<field>_of_<type>`` / ``find_<type>_by_<field>``);
 - **parameters**: the key — for a lookup the entity's name (``film: str``), for a search the
   value searched for (``director: str``; typed from the world for attribute searches) —
-  plus the *complexity scaling* of SPEC 2.3 (``scale`` = how many optional parameters):
+  plus the *complexity scaling* of the ASTRA method §2.3 (``scale`` = how many optional parameters):
   ``response_format`` (``"object"`` | ``"sentence"``), then ``strict_match`` (lookups:
   exact-name matching instead of case/space-insensitive) or ``limit`` (searches, 1..50).
   Every added parameter is optional with a default that keeps the gold call's result;
@@ -22,7 +22,7 @@ For an instance composed from a knowledge world (``QAInstance.meta["plan"]``, se
 The result is verified in the sandbox exactly like LLM-written code
 (:func:`astra.envsynth.synth.verify_tool`). Because the table holds the whole entity type,
 every sub-task of one instance with the same intent is served by the same code — merging
-(SPEC 2.4) still re-runs every member's call against it.
+ still re-runs every member's call against it.
 """
 
 from __future__ import annotations

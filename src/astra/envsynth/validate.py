@@ -1,4 +1,4 @@
-"""Quality validation of QA instances (SPEC 2.2), before any environment code is written.
+"""Quality validation of QA instances, before any environment code is written.
 
 Per instance, in this order:
 

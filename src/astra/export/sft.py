@@ -1,4 +1,4 @@
-"""SFT export of judged trajectories (SPEC 3.1: loss on assistant tokens only).
+"""SFT export of judged trajectories (the ASTRA method §3.1: loss on assistant tokens only).
 
 Formats (``--format``):
 

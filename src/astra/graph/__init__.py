@@ -1,4 +1,4 @@
-"""Tool-call graphs per server, candidate chains and chain verification (SPEC 1.2).
+"""Tool-call graphs per server, candidate chains and chain verification.
 
 - :mod:`astra.graph.dataflow` -- data-flow edges from schemas, no LLM;
 - :mod:`astra.graph.propose` -- LLM-proposed (task, chain) pairs, validated;

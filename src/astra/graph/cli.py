@@ -54,7 +54,7 @@ from astra.types import Chain
 app = typer.Typer(
     name="graph",
     help="Tool-call transition graphs per server, candidate chains by weighted random walks, "
-         "and chain verification that filters (SPEC 1.2).",
+         "and chain verification that filters.",
     no_args_is_help=True,
 )
 

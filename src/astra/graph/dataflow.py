@@ -1,4 +1,4 @@
-"""Data-flow edges between the tools of one server, without an LLM (SPEC 1.2, ours).
+"""Data-flow edges between the tools of one server, without an LLM (the ASTRA method §1.2, ours).
 
 An edge A -> B exists when an output field of A (its output schema walked recursively,
 array items included; or, without an output schema, the names A's description says it

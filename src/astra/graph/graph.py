@@ -1,4 +1,4 @@
-"""The tool-call transition graph of one server (SPEC 1.2).
+"""The tool-call transition graph of one server.
 
 Nodes are the server's tools; an edge f_i -> f_j carries
 

@@ -1,4 +1,4 @@
-"""LLM-proposed (task, chain) pairs for one server (SPEC 1.2).
+"""LLM-proposed (task, chain) pairs for one server.
 
 The prompt ``graph_propose`` shows the server and its tools and asks for ``k`` pairs as
 JSON; ``proposals`` samples of it are drawn (``sample_index`` 0..N-1, so each is cached

@@ -1,4 +1,4 @@
-"""Chain verification that filters (SPEC 1.2; the reference computes verdicts and never
+"""Chain verification that filters (the ASTRA method §1.2; the reference computes verdicts and never
 uses them -- here a chain failing any selected check is discarded).
 
 Checks (each selectable):

@@ -1,4 +1,4 @@
-"""Candidate chains by seeded, weight-biased random walks (SPEC 1.2).
+"""Candidate chains by seeded, weight-biased random walks.
 
 Each of ``walks`` attempts picks a start tool with probability proportional to its
 out-degree (by default among the *entry* tools -- node attribute ``entry`` -- that need no

@@ -1,4 +1,4 @@
-"""The 7-dimension trajectory reward for SFT filtering (SPEC 1.5).
+"""The 7-dimension trajectory reward for SFT filtering.
 
 - :class:`~astra.judge.judge.Judge` -- rules + LLM (or offline heuristics) per dimension;
 - :class:`~astra.judge.stages.JudgeStage` -- the ``judge`` stage (keep >= ``min_score``);

@@ -1,4 +1,4 @@
-"""``astra judge``: score trajectories on the seven dimensions of SPEC 1.5 and keep the good ones.
+"""``astra judge``: score trajectories on the seven dimensions of the ASTRA method §1.5 and keep the good ones.
 
 ::
 
@@ -65,5 +65,5 @@ def judge_command(
                   ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
 
 
-app = typer.Typer(name="judge", add_completion=False, help="The 7-dimension trajectory judge (SPEC 1.5).")
+app = typer.Typer(name="judge", add_completion=False, help="The 7-dimension trajectory judge.")
 app.command("judge")(judge_command)

@@ -1,4 +1,4 @@
-"""The 7-dimension trajectory reward of SPEC 1.5.
+"""The 7-dimension trajectory reward of the ASTRA method §1.5.
 
 =============================  ==================================  =========================
 dimension                      scale                               decided by

@@ -1,7 +1,7 @@
 """The parts of the seven dimensions that rules decide (no model involved).
 
 - **tool-call status** (dimension 5): the share of calls whose response is valid
-  (status ``ok``); environment failures (injected or real) count as not valid, as SPEC 1.5
+  (status ``ok``); environment failures (injected or real) count as not valid, as the ASTRA method §1.5
   defines it. No calls: 0.
 - **conciseness** (dimension 6), per call: 0 for a call to an undefined tool, for
   malformed or schema-invalid arguments (unreadable blocks included), for an exact repeat

@@ -1,4 +1,4 @@
-"""Multi-turn rollouts on real, live and emulated tools (SPEC 1.4).
+"""Multi-turn rollouts on real, live and emulated tools.
 
 - :func:`~astra.rollout.agent.run_agent` -- the agent loop over OpenAI chat messages;
 - :func:`~astra.rollout.chain_executor.run_chain_executor` -- the offline teacher;

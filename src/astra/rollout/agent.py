@@ -1,4 +1,4 @@
-"""The agent loop over OpenAI chat messages with native tool calls (SPEC 1.4).
+"""The agent loop over OpenAI chat messages with native tool calls.
 
 One rollout: ``system`` (``agent_system`` prompt), ``user`` (the task's query), then up to
 ``max_turns`` LLM turns. Each turn's tool calls (several = parallel calls) are executed in

@@ -1,4 +1,4 @@
-"""Tool execution backends, chosen per server (hybrid execution, SPEC 1.4).
+"""Tool execution backends, chosen per server (hybrid execution, the ASTRA method §1.4).
 
 - :class:`PythonBackend` -- ``call.kind == "python"``: the server's implementation; every
   rollout gets a fresh instance (a deep copy of a pristine one), so no state leaks between

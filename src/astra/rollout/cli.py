@@ -98,5 +98,5 @@ def rollout_command(
                   ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
 
 
-app = typer.Typer(name="rollout", add_completion=False, help="Roll out agents on tasks (SPEC 1.4).")
+app = typer.Typer(name="rollout", add_completion=False, help="Roll out agents on tasks.")
 app.command("rollout")(rollout_command)

@@ -1,4 +1,4 @@
-"""The stateful tool emulator: an LLM plays the tools of a doc-only server (SPEC 1.4).
+"""The stateful tool emulator: an LLM plays the tools of a doc-only server.
 
 For each call it sees the tool's schema and output schema, the call, the server's
 description, the session's last ``history`` (≤5) calls and results -- so that an order

@@ -1,4 +1,4 @@
-"""User tasks (SPEC 1.3): generation from verified chains and servers (offline or with an
+"""User tasks: generation from verified chains and servers (offline or with an
 LLM), augmentation (diversity, complexity, persona) and scoring with near-duplicate removal.
 
 - :mod:`astra.tasks.plan` -- the plan format of ``Task.arguments`` and its execution;

@@ -1,4 +1,4 @@
-"""Task augmentation (SPEC 1.3): keep the original, add variants that keep language, intent
+"""Task augmentation: keep the original, add variants that keep language, intent
 and the tool sequence.
 
 Modes

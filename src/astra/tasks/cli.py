@@ -1,4 +1,4 @@
-"""``astra tasks``: task generation, augmentation and scoring (SPEC 1.3).
+"""``astra tasks``: task generation, augmentation and scoring.
 
 ::
 
@@ -61,7 +61,7 @@ from astra.types import Chain, ToolServer
 app = typer.Typer(
     name="tasks",
     help="User tasks from verified chains and servers: generate (offline or LLM), augment, score and "
-         "deduplicate (SPEC 1.3).",
+         "deduplicate.",
     no_args_is_help=True,
 )
 

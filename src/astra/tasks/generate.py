@@ -1,4 +1,4 @@
-"""Task generation (SPEC 1.3): chain-conditioned and server-only, offline or with an LLM.
+"""Task generation: chain-conditioned and server-only, offline or with an LLM.
 
 Modes
 -----

@@ -1,4 +1,4 @@
-"""Task scoring (SPEC 1.3): question quality, scenario realism, tool-use necessity, plus
+"""Task scoring: question quality, scenario realism, tool-use necessity, plus
 tool-selection difficulty and uniqueness, each 1..5 with a reason.
 
 ``Task.scores`` after scoring::

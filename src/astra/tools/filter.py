@@ -1,4 +1,4 @@
-"""Filtering of tool servers (SPEC 1.1): every dropped tool or server gets a reason.
+"""Filtering of tool servers: every dropped tool or server gets a reason.
 
 Reason codes are stable strings (use them in manifests and reports):
 

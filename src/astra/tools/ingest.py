@@ -1,4 +1,4 @@
-"""Ingest tool documents from files, live MCP servers and Python code (SPEC 1.1).
+"""Ingest tool documents from files, live MCP servers and Python code.
 
 Accepted sources (see :data:`SOURCE_FORMS`):
 
