@@ -185,7 +185,7 @@ def test_wrong_argument_multi_turn_fails_state_check():
 
     report = B.run_bfcl(_client(script), ids=[items[0].id])
     assert report.categories[0].correct == 0
-    assert report.entries[0].error_type.startswith("multi_turn:")
+    assert report.entries[0].error_type == "multi_turn:instance_state_mismatch"
 
 
 # -- translation layer ---------------------------------------------------------------------

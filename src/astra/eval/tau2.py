@@ -399,6 +399,8 @@ async def arun_tau2(
     on_result: Callable[[TrialResult], None] | None = None,
 ) -> Tau2Report:
     """Run ``trials`` τ² simulations of each selected task in each domain and score them."""
+    if not domains:
+        raise ConfigError("no τ² domain selected (--domains retail,telecom)")
     if trials < 1:
         raise ConfigError("--trials must be >= 1")
     if limit is not None and limit < 1:
