@@ -65,13 +65,17 @@ def main() -> None:
     args = ap.parse_args()
 
     from astra.envs.runtime import EnvSession
-    from astra.train.rl import load_policy
-    from astra.train.rl_rollout import RolloutEngine
+    from astra.train.rl import RLConfig, RLTrainer, load_policy
 
     model, tok = load_policy(args.model, device="cpu", threads=args.threads)
     envs = _envs(args.envs, args.sessions)
-    engine = RolloutEngine(model, tok, max_new_tokens=args.max_new_tokens, temperature=1.0,
-                           max_turns=args.max_turns)
+    cfg = RLConfig(output_dir="/tmp/astra-rl-bench", group_size=2, batch_size=len(envs), micro_batch_size=2,
+                   distractors="none", tensorboard=False, lr=1e-6, max_new_tokens=args.max_new_tokens,
+                   max_turns=args.max_turns, device="cpu")
+    trainer = RLTrainer(cfg, envs, model=model, tokenizer=tok,
+                        session_factory=lambda env, d, seed: EnvSession(env, max_turns=args.max_turns, seed=seed))
+    engine = trainer.engine
+    batched_eps = []
 
     def sessions():
         return [EnvSession(e, max_turns=args.max_turns, seed=i) for i, e in enumerate(envs)]
@@ -85,6 +89,7 @@ def main() -> None:
             t0 = time.perf_counter()
             if mode == "batched":
                 eps = engine.run(sessions())
+                batched_eps = [(e, env) for e, env in zip(eps, envs, strict=True)]
             else:
                 eps = [e for s in sessions() for e in engine.run([s])]
             secs += time.perf_counter() - t0
@@ -105,17 +110,9 @@ def main() -> None:
 
     if args.no_train:
         return
-    # training throughput of one RL update on the batched episodes
-    from astra.train.rl import RLConfig, RLTrainer
-    from astra.train.rl_buffer import Group
-
+    # training throughput of one RL update on the batched episodes (old log-probs taken lazily)
     gf = matmul_gflops()
-    cfg = RLConfig(output_dir="/tmp/astra-rl-bench", group_size=2, batch_size=len(envs), micro_batch_size=2,
-                   distractors="none", tensorboard=False, lr=1e-6)
-    trainer = RLTrainer(cfg, envs, model=model, tokenizer=tok,
-                        session_factory=lambda env, d, seed: EnvSession(env, max_turns=args.max_turns, seed=seed))
-    groups: list[Group] = trainer.rollout_round()
-    samples = [s for g in groups for s in g.samples]
+    samples = [trainer._to_sample(e, env, f"g{i // 2}") for i, (e, env) in enumerate(batched_eps)]
     for i, s in enumerate(samples):
         s.advantage = 1.0 if i % 2 else -1.0
     stats = trainer.update(samples)

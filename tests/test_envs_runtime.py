@@ -1,4 +1,4 @@
-"""The environment runtime (SPEC 3.2): the F1 reward, reset / step / finish / reward with
+"""The environment runtime (ASTRA §3.2): the F1 reward, reset / step / finish / reward with
 solved-sub-task detection by typed matching, call counting, termination, isolation;
 distractor mixing (banded / random / none, same-domain exclusion); the adapters (MCP server
 tested with the MCP client, the TRL environment_factory class, ``astra envs play``)."""

@@ -1,4 +1,4 @@
-"""QA decomposition and validation (SPEC 2.1-2.2): knowledge worlds, the offline composer,
+"""QA decomposition and validation (ASTRA §2.1-2.2): knowledge worlds, the offline composer,
 LLM decomposition and LLM validation through the *scripted chat-API test double*
 (:class:`astra.llm.testing.ScriptedChatProvider`, never a real model), the percentile gate
 and the CLI."""

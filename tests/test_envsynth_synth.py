@@ -1,4 +1,4 @@
-"""Environment synthesis (SPEC 2.3-2.4): typed answer matching, the offline (template)
+"""Environment synthesis (ASTRA §2.3-2.4): typed answer matching, the offline (template)
 synthesizer, the LLM synthesizer through the *scripted chat-API test double*
 (:class:`astra.llm.testing.ScriptedChatProvider`, never a real model), sandbox
 verification, merging, the bundle and the CLI (decompose -> validate -> synthesize -> verify)."""

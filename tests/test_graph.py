@@ -1,4 +1,4 @@
-"""Tool-call graphs, random-walk chains and chain verification (SPEC 1.2).
+"""Tool-call graphs, random-walk chains and chain verification (ASTRA §1.2).
 
 The LLM-based parts (proposals, vote, back-translation) are driven by
 :class:`astra.llm.testing.ScriptedChatProvider`, a scripted chat-API test double -- no model

@@ -1,4 +1,4 @@
-"""Task generation, augmentation, scoring and near-duplicate removal (SPEC 1.3).
+"""Task generation, augmentation, scoring and near-duplicate removal (ASTRA §1.3).
 
 The LLM paths are driven by ``ScriptedChatProvider``, the scripted chat-API test double
 (no model runs here); the offline paths run on the bundled sample servers.

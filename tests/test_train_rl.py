@@ -1,9 +1,9 @@
-"""Online multi-turn RL (SPEC 3.2): advantages, zero-std filtering, adaptive batch filling,
+"""Online multi-turn RL (ASTRA §3.2): advantages, zero-std filtering, adaptive batch filling,
 loss masks, token-level averaging, clipping, no KL / entropy, and end-to-end steps on a
 tiny randomly initialized model against a scripted stand-in of the environment runtime.
 
 ``FakeSession`` is a test double of ``astra.envs.runtime.EnvSession`` (same interface): its
-tools return their sub-task's gold answer, and its reward is the SPEC's trajectory F1 /
+tools return their sub-task's gold answer, and its reward is the method's trajectory F1 /
 recall / precision. ``scripted_generate`` replaces the model's sampling with token ids of
 fixed replies (a correct tool call, a wrong one, or a direct answer), so groups have mixed
 rewards and tool turns happen although a random model would never write a tool call.
@@ -488,71 +488,6 @@ def test_metrics_logger_writes_jsonl_and_png(tmp_path):
     assert moving_average([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
 
 
-# -- slow: SFT -> RL on real synthesized environments ---------------------------------------
-
-
-def _real_envs_dir() -> Path | None:
-    import os
-
-    for cand in (os.environ.get("ASTRA_TEST_ENVS"), "envs", "out/envs", "runs/envs"):
-        if cand and Path(cand).exists():
-            return Path(cand)
-    return None
-
-
-@pytest.mark.slow
-def test_sft_then_rl_on_synthesized_envs(tmp_path):
-    try:
-        from astra.envs.bundle import load_environments  # noqa: F401
-        from astra.envs.runtime import EnvSession  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"the environment runtime is not available yet: {e}")
-    envs_dir = _real_envs_dir()
-    if envs_dir is None:
-        envs_dir = _synthesize_envs(tmp_path)
-    if envs_dir is None:
-        pytest.skip("no synthesized environments (set ASTRA_TEST_ENVS or run astra envs synthesize)")
-    from astra.train.rl import load_envs, train_rl
-
-    envs = load_envs(envs_dir)[:4]
-    model_ref = "embedded"
-    try:
-        from astra.train.sft import train_sft  # noqa: F401
-        sft_dir = _quick_sft(tmp_path)
-        if sft_dir is not None:
-            model_ref = str(sft_dir)
-    except ImportError:
-        pass
-    cfg = RLConfig(model=model_ref, output_dir=tmp_path / "rl", group_size=2, batch_size=2, max_steps=2,
-                   max_new_tokens=48, max_turns=2, distractors="none", lr=1e-5, tensorboard=False,
-                   max_rollout_rounds=2)
-    summary = train_rl(cfg, envs=envs)
-    assert summary["steps"] == 2
-    assert len(read_metrics(tmp_path / "rl")) == 2
-
-
-def _synthesize_envs(tmp_path: Path) -> Path | None:
-    """Offline decompose -> validate -> synthesize through the CLI, when it is available."""
-    from typer.testing import CliRunner
-
-    from astra.cli import app
-
-    r = CliRunner()
-    qa, valid, envs = tmp_path / "qa.jsonl", tmp_path / "valid.jsonl", tmp_path / "envs"
-    for args in (["envs", "decompose", "-o", str(qa), "--limit", "4", "--scenarios", "single_hop"],
-                 ["envs", "validate", str(qa), "-o", str(valid)],
-                 ["envs", "synthesize", str(valid), "-o", str(envs)]):
-        res = r.invoke(app, args)
-        if res.exit_code != 0:
-            return None
-    return envs if envs.exists() else None
-
-
-def _quick_sft(tmp_path: Path) -> Path | None:
-    """A few SFT steps on bundled tool-call examples, if the SFT module offers a data source."""
-    return None
-
-
 def test_lazy_old_logps_equal_rollout_time_logps(tokenizer, tmp_path):
     """'lazy' takes the update's detached log-probs for fresh on-policy samples: the same
     values a separate forward right after the rollout gives ('rollout')."""
@@ -571,3 +506,102 @@ def test_lazy_old_logps_equal_rollout_time_logps(tokenizer, tmp_path):
     for s, ref in zip(samples, at_rollout, strict=True):
         assert s.old_logps == pytest.approx(ref, abs=1e-5)
     assert stats["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cli_maps_options_to_config(tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    import astra.train.rl as rl
+    from astra.envs import write_environment
+    from astra.train.rl_cli import rl_command
+
+    for i in range(3):
+        write_environment(fake_env(i), tmp_path / "envs")
+    seen = {}
+
+    def fake_train(cfg, *, envs, on_step=None, **kw):
+        seen["cfg"], seen["n"] = cfg, len(envs)
+        on_step(1, {"reward_mean": 0.5, "loss": 0.1})
+        return {"steps": 1, "resumed_from": None, "reward_first": 0.5, "reward_last": 0.5,
+                "reward_first_quarter_mean": 0.5, "reward_last_quarter_mean": 0.5,
+                "metrics": "m", "curves": "c", "model_dir": "d"}
+
+    monkeypatch.setattr(rl, "train_rl", fake_train)
+    app = typer.Typer()
+    app.command()(rl_command)
+    res = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "out"), "--group-size", "6",
+                                   "--batch", "12", "--reward", "precision", "--distractors", "random",
+                                   "--distractor-k", "2", "--max-steps", "7", "--lr", "3e-6", "--max-turns", "5",
+                                   "--max-new-tokens", "64", "--temperature", "0.9", "--seed", "4", "--limit", "2"])
+    assert res.exit_code == 0, res.output
+    c = seen["cfg"]
+    assert seen["n"] == 2
+    assert (c.group_size, c.batch_size, c.reward, c.distractors, c.distractor_k) == (6, 12, "precision", "random", 2)
+    assert (c.max_steps, c.lr, c.max_turns, c.max_new_tokens, c.temperature, c.seed) == (7, 3e-6, 5, 64, 0.9, 4)
+    assert (c.clip_eps_low, c.clip_eps_high, c.std_threshold) == (0.2, 0.28, 1e-6)
+    bad = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "o"), "--reward", "acc"])
+    assert bad.exit_code == 1 and "--reward" in bad.output
+    bad = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "o"), "--temperature", "0"])
+    assert bad.exit_code == 1 and "temperature" in bad.output
+
+# -- slow: SFT -> RL on real synthesized environments ---------------------------------------
+
+
+@pytest.mark.slow
+def test_sft_then_rl_on_synthesized_envs(tmp_path):
+    """SFT on gold demonstrations of two environments, then RL on two others (a few steps)."""
+    try:
+        from astra.envs.runtime import EnvSession  # noqa: F401
+        from astra.train.sft import SFTRunConfig, train_sft  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"the environment runtime or SFT is not available: {e}")
+    envs_dir = _real_envs_dir() or _synthesize_envs(tmp_path)
+    if envs_dir is None:
+        pytest.skip("no synthesized environments (set ASTRA_TEST_ENVS or make `astra envs synthesize` work)")
+    from astra.train.rl import load_envs, train_rl
+    from astra.train.rl_demos import write_demonstrations
+
+    envs = sorted(load_envs(envs_dir), key=lambda e: (len(e.instance.sub_tasks), e.id))[:4]
+    if len(envs) < 4:
+        pytest.skip(f"need 4 environments, {envs_dir} has {len(envs)}")
+    demos = tmp_path / "demos.jsonl"
+    assert write_demonstrations(envs[:2], demos)["kept"] == 2
+    sft = train_sft(SFTRunConfig(data=demos, output_dir=tmp_path / "sft", max_steps=2, learning_rate=1e-4,
+                                 batch_size=2, eval_fraction=0.0, format_check_prompts=0, save_steps=100,
+                                 device="cpu"))
+    cfg = RLConfig(model=str(sft.model_path), output_dir=tmp_path / "rl", group_size=2, batch_size=2,
+                   max_steps=2, max_new_tokens=48, max_turns=2, distractors="none", lr=1e-5,
+                   tensorboard=False, max_rollout_rounds=2, device="cpu")
+    summary = train_rl(cfg, envs=envs[2:])
+    assert summary["steps"] == 2
+    recs = read_metrics(tmp_path / "rl")
+    assert [r["step"] for r in recs] == [1, 2]
+    assert all(r["rollouts"] >= 2 for r in recs)
+    assert (tmp_path / "rl" / "model.safetensors").exists()
+
+
+def _real_envs_dir() -> Path | None:
+    import os
+
+    cand = os.environ.get("ASTRA_TEST_ENVS")
+    return Path(cand) if cand and Path(cand).exists() else None
+
+
+def _synthesize_envs(tmp_path: Path) -> Path | None:
+    """Offline decompose -> validate -> synthesize through the CLI."""
+    from typer.testing import CliRunner
+
+    from astra.cli import app
+
+    r = CliRunner()
+    qa, valid, envs = tmp_path / "qa.jsonl", tmp_path / "valid.jsonl", tmp_path / "envs"
+    for args in (["envs", "decompose", "-o", str(qa), "--limit", "6", "--scenarios", "single_hop,multi_hop",
+                  "--no-progress"],
+                 ["envs", "validate", str(qa), "-o", str(valid), "--no-progress"],
+                 ["envs", "synthesize", str(valid), "-o", str(envs), "--no-progress"]):
+        res = r.invoke(app, args)
+        if res.exit_code != 0:
+            return None
+    return envs if envs.exists() else None
+

@@ -118,7 +118,7 @@ def exports(tmp_path_factory, judged) -> dict[str, Path]:
 def _cfg(tmp_path: Path, data: Path, model: Path, **kw) -> SFTRunConfig:
     base = dict(data=data, output_dir=tmp_path / "ckpt", model=str(model), batch_size=1, max_length=384,
                 overlong="truncate",
-                learning_rate=1e-3, eval_fraction=0.25, save_steps=1, format_check_prompts=1,
+                learning_rate=1e-3, eval_fraction=0.25, save_steps=2, format_check_prompts=1,
                 format_check_max_tokens=6, threads=2)
     base.update(kw)
     return SFTRunConfig(**base)

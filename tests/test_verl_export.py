@@ -1,5 +1,5 @@
 """Scale-out export to veRL (``astra train rl --backend verl --export DIR``), on the CPU and
-without veRL: the parquet layout, the trainer config's SPEC 3.2 keys, run.sh, and the
+without veRL: the parquet layout, the trainer config's ASTRA §3.2 keys, run.sh, and the
 written plugin files imported with veRL's base classes stubbed (the agent loop drives a
 real ``EnvSession`` with a scripted token server; the reward function replays a response).
 """

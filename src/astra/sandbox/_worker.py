@@ -238,8 +238,21 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
+class _Encoder(json.JSONEncoder):
+    """The worker's own JSON encoder: the unit's code may replace ``json.dumps`` or patch
+    ``json.JSONEncoder`` in its process; the result line must not depend on either."""
+
+    encode = json.JSONEncoder.encode
+    iterencode = json.JSONEncoder.iterencode
+    default = json.JSONEncoder.default
+
+
+_ENCODE_ASCII = _Encoder(ensure_ascii=True, default=str).encode
+_ENCODE_UTF8 = _Encoder(ensure_ascii=False).encode
+
+
 def _send_line(fd: int, obj: dict) -> bool:
-    return _write_all(fd, (json.dumps(obj, ensure_ascii=True, default=str) + "\n").encode())
+    return _write_all(fd, (_ENCODE_ASCII(obj) + "\n").encode())
 
 
 def _err(e: BaseException) -> str:
@@ -988,7 +1001,7 @@ def run_job(job: dict, workdir: str, violations: list) -> tuple[dict, int]:
             value = fn(*args, **kwargs)
             phase = "serialize"
             data, coerced = _jsonable(value)
-            text = json.dumps(data, ensure_ascii=False)
+            text = _ENCODE_UTF8(data)
             cap = int(job.get("max_result", 16 * 1024 * 1024))
             if len(text) > cap:
                 raise ValueError(f"return value too large: {len(text)} bytes of JSON > {cap}")

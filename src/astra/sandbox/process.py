@@ -508,8 +508,11 @@ def execute(w: WorkerProcess, job: dict, *, timeout: float, max_output: int,
     result = _parse_result(res)
     status = cpu = maxrss = None
     if result is not None and killed_reason is None and not open_streams:
+        # Read the status before the kill: once killed, a unit still in its teardown
+        # reports SIGKILL although it finished normally.
+        exited_before_kill = w.exit_box.event.is_set()
         w.kill()  # it is exiting anyway; reaped in the background
-        if w.exit_box.event.is_set():
+        if exited_before_kill:
             status = w.exit_box.status
         elif isinstance(result.get("exit_code"), int):
             status = (result["exit_code"] & 0xFF) << 8  # an exit status word: exited(code)

@@ -1,4 +1,4 @@
-"""Online multi-turn RL in synthesized environments (SPEC 3.2): a compact GRPO/DAPO trainer.
+"""Online multi-turn RL in synthesized environments: a compact GRPO/DAPO trainer.
 
 ::
 
@@ -72,7 +72,7 @@ class RLConfig(BaseModel):
     model: str = "embedded"  # 'embedded' (SmolLM2-135M), a checkpoint dir (SFT output) or HF id
     output_dir: Path = Path("ckpt/rl")
     group_size: int = Field(4, ge=2)
-    batch_size: int = Field(8, ge=1)  # samples per optimizer step (SPEC: batch = mini-batch)
+    batch_size: int = Field(8, ge=1)  # samples per optimizer step (the method: batch = mini-batch)
     mini_batch_size: int | None = None  # None = batch_size: one update per batch (on-policy)
     micro_batch_size: int = Field(2, ge=1)  # sequences per forward/backward (gradient accumulation)
     groups_per_round: int | None = None  # environments per rollout round; default ceil(batch / G)

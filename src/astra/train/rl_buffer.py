@@ -2,7 +2,7 @@
 
 Pure logic (no model): the RL trainer (:mod:`astra.train.rl`) injects a ``rollout_round``
 callable that produces groups; :func:`fill_batch` keeps rolling out until the buffer holds
-``n`` samples from learning-active groups (SPEC 3.2 "adaptive batch filling").
+``n`` samples from learning-active groups (the ASTRA method §3.2 "adaptive batch filling").
 
 A *group* is the G rollouts of one environment (same prompt, same tools, same
 distractors). Its advantages are computed when the group is complete,

@@ -1,4 +1,4 @@
-"""``astra train rl``: online multi-turn RL in synthesized environments (SPEC 3.2).
+"""``astra train rl``: online multi-turn RL in synthesized environments.
 
 ::
 

@@ -10,7 +10,7 @@ sub-task solved. :func:`write_demonstrations` writes them as the JSONL that
 
 Used for the CPU demonstration in ``docs/training.md`` (SFT on environments disjoint from
 the RL environments, so RL still has to generalize) and the slow SFT -> RL test. The
-paper's SFT data comes from trajectory synthesis (SPEC 1), not from these.
+paper's SFT data comes from trajectory synthesis, not from these.
 """
 
 from __future__ import annotations

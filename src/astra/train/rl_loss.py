@@ -1,4 +1,4 @@
-"""Per-token log-probs and the clipped policy-gradient loss of SPEC 3.2 (DAPO-style GRPO).
+"""Per-token log-probs and the clipped policy-gradient loss of the ASTRA method §3.2 (DAPO-style GRPO).
 
 * Only policy-generated tokens carry loss: ``loss_mask`` is 1 on them and 0 on prompt,
   system, user and tool-response tokens (and on padding).

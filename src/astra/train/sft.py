@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on tool-use trajectories (SPEC 3.1) with TRL's ``SFTTrainer``.
+"""Supervised fine-tuning on tool-use trajectories with TRL's ``SFTTrainer``.
 
 ``train_sft(SFTRunConfig(...)) -> SFTResult`` is the API; ``astra train sft`` is a thin
 wrapper. What it does:
@@ -48,7 +48,7 @@ CURVES = "curves.png"
 
 
 class SFTRunConfig(BaseModel):
-    """Everything an SFT run needs. Defaults follow SPEC 3.1 (2 epochs, LR 5e-6, cosine,
+    """Everything an SFT run needs. Defaults follow the ASTRA method §3.1 (2 epochs, LR 5e-6, cosine,
     5% warmup, no packing) scaled to one machine (batch 4, max length 2048)."""
 
     model_config = ConfigDict(extra="forbid")

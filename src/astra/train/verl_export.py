@@ -8,7 +8,7 @@ What ``DIR`` holds (veRL itself is not needed to write it, only to run it)::
       astra_agent_loop.py                    # agent loop 'astra_env_agent' -> EnvSession (+ reward)
       astra_reward.py                        # compute_score(data_source, solution_str, ground_truth, extra_info)
       agent_loop.yaml                        # registers the agent loop for veRL
-      astra_grpo.yaml                        # trainer config (GRPO, SPEC 3.2 settings)
+      astra_grpo.yaml                        # trainer config (GRPO, the ASTRA method §3.2 settings)
       run.sh                                 # python -m verl.trainer.main_ppo --config-name astra_grpo ...
       README.md, export_manifest.json
 
@@ -52,7 +52,7 @@ from astra.errors import ConfigError
 from astra.train.verl_plugin import TEMPLATES, template_text
 from astra.train.verl_plugin.core import AGENT_NAME, DATA_SOURCE
 
-#: SPEC 3.2 caps turns at 32.
+#: the ASTRA method §3.2 caps turns at 32.
 MAX_TURNS_CAP = 32
 
 
@@ -142,7 +142,7 @@ def trainer_config(*, model_path: str, group_size: int, batch_size: int, lr: flo
                    clip_high: float, max_turns: int, max_prompt_length: int, max_response_length: int,
                    temperature: float, top_p: float, total_steps: int, n_gpus_per_node: int, nnodes: int,
                    rollout_engine: str, max_gen_batches: int, experiment: str, save_freq: int) -> dict[str, Any]:
-    """The veRL config dict (``astra_grpo.yaml``) for SPEC 3.2."""
+    """The veRL config dict (``astra_grpo.yaml``) for the ASTRA method §3.2."""
     prompts_per_step = max(1, math.ceil(batch_size / group_size))
     seq_len = max_prompt_length + max_response_length
     return {
@@ -263,7 +263,7 @@ def export_verl_job(envs: Sequence[Any], out_dir: str | Path, *, model_path: str
     if not envs:
         raise ConfigError("no environments to export")
     if max_turns > MAX_TURNS_CAP:
-        raise ConfigError(f"--max-turns {max_turns}: SPEC 3.2 allows at most {MAX_TURNS_CAP} turns")
+        raise ConfigError(f"--max-turns {max_turns}: the ASTRA method §3.2 allows at most {MAX_TURNS_CAP} turns")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite and not (out / "export_manifest.json").exists():
@@ -304,7 +304,7 @@ def export_verl_job(envs: Sequence[Any], out_dir: str | Path, *, model_path: str
                          n_gpus_per_node=n_gpus_per_node, nnodes=nnodes, rollout_engine=rollout_engine,
                          max_gen_batches=max_gen_batches, experiment=f"astra-rl-{reward}", save_freq=save_freq)
     (out / "astra_grpo.yaml").write_text(
-        "# veRL trainer config written by `astra train rl --backend verl` (SPEC 3.2 settings).\n"
+        "# veRL trainer config written by `astra train rl --backend verl` (the ASTRA method §3.2 settings).\n"
         + yaml.safe_dump(cfg, sort_keys=False), "utf-8")
     run = out / "run.sh"
     run.write_text(RUN_SH, "utf-8")
