@@ -68,3 +68,29 @@ def test_tool_call_output_is_parsed(provider):
     assert res.model.startswith("embedded:")
     assert isinstance(res.tool_calls, list)
     json.dumps(res.model_dump())
+
+
+def test_overlong_request_fails_alone(provider):
+    """A prompt that does not fit the context fails on its own; the others of the batch run."""
+    from astra.llm.errors import LLMRequestError
+    from astra.llm.types import ChatRequest
+
+    short = ChatRequest(messages=[{"role": "user", "content": "Say hi."}], max_tokens=3)
+    huge = ChatRequest(messages=[{"role": "user", "content": "word " * 9000}], max_tokens=3)
+    out = provider.generate_each([short, huge, short])
+    assert isinstance(out[1], LLMRequestError) and "context" in str(out[1])
+    assert all(r.completion_tokens <= 3 and r.prompt_tokens < 100 for r in (out[0], out[2]))
+    with pytest.raises(LLMRequestError):
+        provider.generate_batch([short, huge])
+
+
+def test_length_buckets_group_similar_prompts():
+    from astra.llm.embedded import _length_buckets
+
+    lengths = [100, 2000, 120, 1900, 130, 50]
+    buckets = _length_buckets(list(range(6)), lengths, limit=None, max_new={i: 10 for i in range(6)})
+    assert sorted(i for b in buckets for i in b) == list(range(6))
+    assert [sorted(b) for b in buckets] == [[0, 2, 4, 5], [1, 3]]
+    # the padded batch must fit the context: longest prompt + largest max_tokens
+    tight = _length_buckets([0, 1], [100, 120], limit=230, max_new={0: 120, 1: 10})
+    assert tight == [[0], [1]]

@@ -211,14 +211,15 @@ class EmbeddedProvider:
             for items in groups.values():
                 reqs = [r for r, _ in items]
                 try:
-                    results = await asyncio.to_thread(self.generate_batch, reqs)
-                except Exception as e:  # delivered to every waiting request
-                    for _, fut in items:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
+                    results = await asyncio.to_thread(self.generate_each, reqs)
+                except Exception as e:  # the model itself failed: every waiting request gets it
+                    results = [e] * len(items)
                 for (_, fut), res in zip(items, results, strict=True):
-                    if not fut.done():
+                    if fut.done():
+                        continue
+                    if isinstance(res, BaseException):
+                        fut.set_exception(res)
+                    else:
                         fut.set_result(res)
 
     # -- generation ----------------------------------------------------------------
@@ -228,21 +229,48 @@ class EmbeddedProvider:
             request.messages, tools=request.tools or None, add_generation_prompt=True, tokenize=False
         )
 
+    def generate_each(self, requests: list[ChatRequest]) -> list[ChatResponse | LLMRequestError]:
+        """Generate a reply per request, each result in the request's place.
+
+        A request whose prompt plus ``max_tokens`` does not fit the model's context gets an
+        :class:`LLMRequestError` of its own; the others are generated in sub-batches of
+        similar prompt length (left padding to the longest prompt of a sub-batch costs
+        compute on every shorter one)."""
+        lm = self.loaded()
+        texts = [self.render(r) for r in requests]
+        lengths = [len(ids) for ids in lm.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        limit = getattr(lm.model.config, "max_position_embeddings", None)
+        results: list[ChatResponse | LLMRequestError | None] = [None] * len(requests)
+        fits = []
+        for i, (r, n) in enumerate(zip(requests, lengths, strict=True)):
+            if limit and n + r.max_tokens > limit:
+                results[i] = LLMRequestError(f"prompt of {n} tokens + max_tokens {r.max_tokens} exceeds the "
+                                             f"model's context of {limit} tokens")
+            else:
+                fits.append(i)
+        for chunk in _length_buckets(fits, lengths, limit=limit,
+                                     max_new={i: requests[i].max_tokens for i in fits}):
+            for i, res in zip(chunk, self._generate([requests[i] for i in chunk], [texts[i] for i in chunk]),
+                              strict=True):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
     def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        """Like :meth:`generate_each`, raising the first per-request error."""
+        out = self.generate_each(requests)
+        for r in out:
+            if isinstance(r, BaseException):
+                raise r
+        return out  # type: ignore[return-value]
+
+    def _generate(self, requests: list[ChatRequest], texts: list[str]) -> list[ChatResponse]:
         import torch
 
         lm = self.loaded()
         tok, model = lm.tokenizer, lm.model
-        texts = [self.render(r) for r in requests]
         enc = tok(texts, return_tensors="pt", padding=True, padding_side="left",
                   add_special_tokens=False)
         max_new = max(r.max_tokens for r in requests)
-        limit = getattr(model.config, "max_position_embeddings", None)
-        if limit and enc["input_ids"].shape[1] + max_new > limit:
-            raise LLMRequestError(
-                f"prompt of {enc['input_ids'].shape[1]} tokens + max_tokens {max_new} exceeds the "
-                f"model's context of {limit} tokens"
-            )
         first = requests[0]
         sample = first.temperature > 0
         stop_ids = {tok.eos_token_id}
@@ -291,6 +319,27 @@ class EmbeddedProvider:
                 model=self.provider_id,
             ))
         return results
+
+
+def _length_buckets(idx: list[int], lengths: list[int], *, limit: int | None,
+                    max_new: dict[int, int], slack: float = 1.5, extra: int = 64) -> list[list[int]]:
+    """Split ``idx`` into batches of similar prompt length: sorted by length, a new batch
+    starts when a prompt is longer than ``slack`` x the batch's shortest + ``extra`` tokens,
+    or when the padded batch (longest prompt + largest ``max_tokens``) would not fit ``limit``."""
+    buckets: list[list[int]] = []
+    cur: list[int] = []
+    for i in sorted(idx, key=lambda j: lengths[j]):
+        if cur:
+            shortest = lengths[cur[0]]
+            too_wide = lengths[i] > slack * shortest + extra
+            need = lengths[i] + max(max_new[i], *(max_new[j] for j in cur))
+            if too_wide or (limit and need > limit):
+                buckets.append(cur)
+                cur = []
+        cur.append(i)
+    if cur:
+        buckets.append(cur)
+    return buckets
 
 
 def _sampling_key(r: ChatRequest) -> tuple:
