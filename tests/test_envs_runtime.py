@@ -444,3 +444,21 @@ def test_play_repl_through_stdin(env_dir, film_envs):
     n = len(env.instance.sub_tasks)
     assert f"solved {n}/{n}" in r.output and f"calls {n_tool + 1}" in r.output
     assert calls  # gold calls exist for this environment
+
+
+def test_train_demos_cli_writes_solved_gold_conversations(env_dir, film_envs, tmp_path):
+    from astra.cli import app as root
+
+    out = tmp_path / "demos.jsonl"
+    r = CliRunner().invoke(root, ["train", "demos", "--envs", str(env_dir), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == len(film_envs) and f"{len(film_envs)} demonstrations" in r.output
+    for rec in recs:
+        env = next(e for e in film_envs.values() if rec["id"] == f"gold.{e.id}")
+        msgs = rec["messages"]
+        assert msgs[-1]["role"] == "assistant" and env.instance.answer in msgs[-1]["content"]
+        assert any(m.get("tool_calls") for m in msgs) and any(m["role"] == "tool" for m in msgs)
+        assert {t["function"]["name"] for t in json.loads(rec["tools"])} == {t.tool.name for t in env.tools}
+    bad = CliRunner().invoke(root, ["train", "demos", "--envs", str(env_dir), "-o", str(out), "--distractors", "x"])
+    assert bad.exit_code == 1 and "distractor" in bad.output

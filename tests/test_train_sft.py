@@ -349,3 +349,14 @@ def test_format_prompts_take_first_turns_first(exports):
     assert [p[2] for p in prompts[:5]] == ["geocode_city"] * 5
     assert all(p[0][-1]["role"] == "user" for p in prompts[:5])
     assert all(p[0][-1]["role"] == "tool" for p in prompts[5:])
+
+
+def test_warmup_is_whole_steps_with_max_steps(tmp_path):
+    from astra.train.sft import _warmup
+
+    def cfg(**kw):
+        return SFTRunConfig(data=tmp_path / "d.jsonl", output_dir=tmp_path / "o", **kw)
+
+    assert _warmup(cfg(max_steps=4)) == 0  # no step at learning rate 0
+    assert _warmup(cfg(max_steps=100)) == 5
+    assert _warmup(cfg()) == 0.05  # epochs: a ratio of the steps the trainer computes

@@ -19,13 +19,16 @@ from rich.table import Table
 from astra.cli_common import console
 from astra.errors import AstraError, ConfigError
 
-PROFILES: dict[str, dict[str, int]] = {
-    # tiny: minutes on 2 CPU cores (used by the end-to-end test)
-    "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 3, "rl_steps": 1,
-             "eval_n": 3, "max_turns": 2},
-    # default: the full sample
-    "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 30, "rl_steps": 10,
-                "eval_n": 12, "max_turns": 4},
+PROFILES: dict[str, dict[str, int | float]] = {
+    # tiny: minutes on 2 CPU cores (used by the end-to-end test). SFT trains on the CPU at
+    # ~50 tokens/s there and a sample conversation is ~2,000 tokens, so SFT is a few steps
+    # of one conversation each: enough to see the loss move, not to teach the format.
+    "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 4, "sft_batch": 1,
+             "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "eval_n": 3, "max_turns": 2},
+    # default: the full sample, more SFT and RL steps
+    "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 16, "sft_batch": 2,
+                "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "eval_n": 12,
+                "max_turns": 4},
 }
 
 
@@ -88,7 +91,9 @@ def plan(out: Path, profile: str) -> list[Step]:
         Step("envs split", ["envs", "split", f"{o}/envs", "-o", f"{o}/envsplit", "--heldout", "0.25"],
              f"{o}/envsplit/heldout/index.jsonl", runner=False, training=True),
         Step("train sft", ["train", "sft", "--data", f"{o}/sft", "--model", "embedded", "-o", f"{o}/ckpt/sft",
-                           "--max-steps", str(p["sft_steps"])], f"{o}/ckpt/sft/train_summary.json",
+                           "--max-steps", str(p["sft_steps"]), "--batch-size", str(p["sft_batch"]),
+                           "--lr", str(p["sft_lr"]), "--format-check", str(p["format_check"]),
+                           "--format-check-tokens", str(p["format_tokens"])], f"{o}/ckpt/sft/train_summary.json",
              runner=False, training=True),
         Step("train rl", ["train", "rl", "--envs", f"{o}/envsplit/train", "--model", f"{o}/ckpt/sft",
                           "-o", f"{o}/ckpt/rl", "--group-size", "2", "--batch", "2",

@@ -113,6 +113,32 @@ def sft_command(
     console.print(t)
 
 
+@app.command("demos")
+@cli_errors
+def demos_command(
+    envs: Annotated[Path, typer.Option("--envs", "-e", help="Environments directory (astra envs synthesize).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="SFT JSONL to write (astra train sft --data).")],
+    limit: Annotated[int | None, typer.Option(help="Use only the first N environments.")] = None,
+    distractors: Annotated[str, typer.Option(help="Distractor tools in the tool list: none|random|banded.")] = "none",
+    seed: Annotated[int, typer.Option(help="Seed of tool order and distractors.")] = 0,
+) -> None:
+    """Gold demonstrations of environments as SFT data (a warm start for RL).
+
+    Every environment's gold calls are replayed in the sandbox, one assistant turn per hop
+    level, then the answer; only conversations the environment judges fully solved are
+    written. Use environments disjoint from the RL ones (astra envs split)."""
+    from astra.envs.distractors import DistractorSampler
+    from astra.train.rl import load_envs
+    from astra.train.rl_demos import write_demonstrations
+
+    every = load_envs(envs)
+    items = every[:limit] if limit else every
+    sampler = DistractorSampler(every, mode=distractors, seed=seed) if distractors != "none" else None  # type: ignore[arg-type]
+    counts = write_demonstrations(items, output, distractor_sampler=sampler, seed=seed)
+    console.print(f"{counts['kept']} demonstrations → {output}"
+                  + (f" ({counts['dropped']} environments whose gold replay failed)" if counts["dropped"] else ""))
+
+
 from astra.train.rl_cli import rl_command  # noqa: E402
 
 app.command("rl")(rl_command)

@@ -73,17 +73,18 @@ def gold_trajectory(env: Any, *, distractors: list[Any] | None = None, seed: int
 def write_demonstrations(envs: Sequence[Any], path: str | Path, *, distractor_sampler: Any = None,
                          seed: int = 0) -> dict[str, int]:
     """Write gold demonstrations of ``envs`` as SFT JSONL; returns counts."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from astra.io import write_atomic
+
     kept = dropped = 0
-    with p.open("w", encoding="utf-8") as f:
-        for env in envs:
-            d = distractor_sampler.sample(env) if distractor_sampler is not None else None
-            rec = gold_trajectory(env, distractors=d, seed=seed)
-            if rec is None:
-                dropped += 1
-                continue
-            rec["tools"] = json.dumps(rec["tools"], ensure_ascii=False)
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            kept += 1
+    lines = []
+    for env in envs:
+        d = distractor_sampler.sample(env) if distractor_sampler is not None else None
+        rec = gold_trajectory(env, distractors=d, seed=seed)
+        if rec is None:
+            dropped += 1
+            continue
+        rec["tools"] = json.dumps(rec["tools"], ensure_ascii=False)
+        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+        kept += 1
+    write_atomic(Path(path), "".join(lines))  # the file appears whole or not at all
     return {"kept": kept, "dropped": dropped}

@@ -465,7 +465,7 @@ def prepare_sft(cfg: SFTRunConfig) -> SFTRun:
         max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        warmup_steps=_warmup(cfg),
         weight_decay=cfg.weight_decay,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -501,6 +501,15 @@ def prepare_sft(cfg: SFTRunConfig) -> SFTRun:
     return SFTRun(cfg=cfg, trainer=trainer, tokenizer=tok, model_source=path, prepared=prepared, stats=stats,
                   callback=callback, resume_from=resume_from, device=device, precision=precision,
                   chat_template=template)
+
+
+def _warmup(cfg: SFTRunConfig) -> int | float:
+    """Warm-up steps: with ``--max-steps`` a whole number of steps, rounded down (a 4-step
+    run gets none, rather than a first step at learning rate 0); otherwise the ratio,
+    which the trainer applies to the total steps it computes from the epochs."""
+    if cfg.max_steps is not None:
+        return int(cfg.warmup_ratio * cfg.max_steps)
+    return cfg.warmup_ratio
 
 
 def train_sft(cfg: SFTRunConfig) -> SFTResult:
