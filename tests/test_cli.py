@@ -106,3 +106,20 @@ def test_demo_tiny_runs_what_exists(tmp_path):
     assert (run / "sft" / "train.jsonl").exists()
     assert len(list((run / "envs").glob("*.json"))) >= 8
     assert "summary" in r.output
+
+
+def test_demo_model_table_reads_the_evaluations(tmp_path):
+    from astra.demo import model_results
+
+    assert model_results(tmp_path) == {}
+    (tmp_path / "eval" / "bfcl").mkdir(parents=True)
+    overall = {"n": 3, "success_rate": 0.0, "f1": 0.1, "recall": 0.2, "precision": 0.05, "turns": 2.0,
+               "calls": 1.0, "errors": 0}
+    models = [{"model": m, "overall": {**overall, "f1": f1}} for m, f1 in
+              [("embedded", 0.1), ("run/ckpt/sft", 0.2), ("run/ckpt/rl", 0.3)]]
+    (tmp_path / "eval" / "envs.json").write_text(json.dumps({"kind": "envs", "models": models}))
+    (tmp_path / "eval" / "bfcl" / "bfcl_summary.json").write_text(json.dumps(
+        {"categories": {"simple_python": {"accuracy": 0.5, "correct_count": 1, "total_count": 2}}}))
+    res = model_results(tmp_path)
+    assert [res[k]["f1"] for k in ("base", "SFT", "RL")] == [0.1, 0.2, 0.3]
+    assert res["RL"]["model"] == "run/ckpt/rl" and res["RL"]["bfcl"]["simple_python"] == {"accuracy": 0.5, "total": 2}

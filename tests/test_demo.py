@@ -20,5 +20,8 @@ def test_demo_tiny_end_to_end(tmp_path):
     assert summary
     assert (run / "ckpt" / "rl" / "metrics.jsonl").read_text().strip()
     results = json.loads((run / "eval" / "envs.json").read_text())
-    assert results
+    assert len(results["models"]) == 3
+    numbers = json.loads((run / "demo_results.json").read_text())
+    assert set(numbers) == {"base", "SFT", "RL"} and "bfcl" in numbers["RL"]
+    assert "base vs SFT vs RL" in r.output
     assert (run / "report.html").stat().st_size > 10_000

@@ -19,16 +19,17 @@ from rich.table import Table
 from astra.cli_common import console
 from astra.errors import AstraError, ConfigError
 
-PROFILES: dict[str, dict[str, int | float]] = {
+PROFILES: dict[str, dict[str, int | float | str]] = {
     # tiny: minutes on 2 CPU cores (used by the end-to-end test). SFT trains on the CPU at
     # ~50 tokens/s there and a sample conversation is ~2,000 tokens, so SFT is a few steps
     # of one conversation each: enough to see the loss move, not to teach the format.
     "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 4, "sft_batch": 1,
-             "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "eval_n": 3, "max_turns": 2},
+             "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "eval_n": 3, "max_turns": 2,
+             "bfcl_categories": "simple", "bfcl_n": 2},
     # default: the full sample, more SFT and RL steps
     "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 16, "sft_batch": 2,
                 "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "eval_n": 12,
-                "max_turns": 4},
+                "max_turns": 4, "bfcl_categories": "simple,multiple", "bfcl_n": 5},
 }
 
 
@@ -103,6 +104,9 @@ def plan(out: Path, profile: str) -> list[Step]:
                            "--model", f"{o}/ckpt/sft", "--model", f"{o}/ckpt/rl", "--limit", str(p["eval_n"]),
                            "--max-turns", str(p["max_turns"]), "--max-tokens", "96",
                            "-o", f"{o}/eval/envs.json"], f"{o}/eval/envs.json", runner=False, training=True),
+        Step("eval bfcl", ["eval", "bfcl", "--model", f"{o}/ckpt/rl", "--categories", str(p["bfcl_categories"]),
+                           "--limit", str(p["bfcl_n"]), "--max-tokens", "128", "-o", f"{o}/eval/bfcl"],
+             f"{o}/eval/bfcl/bfcl_summary.md", runner=False, training=True),
         Step("report", ["report", o, "-o", f"{o}/report.html"], f"{o}/report.html", runner=False),
     ]
 
@@ -180,7 +184,47 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
         results.append(StepResult(step.name, step.output, _summary(step.output), time.perf_counter() - t0,
                                   command="astra " + " ".join(args)))
     _print_summary(results, skipped, out)
+    _print_models(out)
     return results
+
+
+def model_results(out: Path) -> dict[str, dict]:
+    """Base / SFT / RL on the held-out environments (``eval/envs.json``) and the BFCL subset
+    of the RL model, as written by the demo's evaluation steps ({} for what did not run)."""
+    import json
+
+    res: dict[str, dict] = {}
+    envs = out / "eval" / "envs.json"
+    if envs.exists():
+        rep = json.loads(envs.read_text("utf-8"))
+        for label, m in zip(("base", "SFT", "RL"), rep.get("models", []), strict=False):
+            res[label] = {"model": m["model"], **{k: m["overall"][k] for k in
+                                                   ("n", "success_rate", "f1", "recall", "precision", "turns")}}
+    bfcl = out / "eval" / "bfcl" / "bfcl_summary.json"
+    if bfcl.exists():
+        cats = json.loads(bfcl.read_text("utf-8")).get("categories", {})
+        res.setdefault("RL", {})["bfcl"] = {c: {"accuracy": v["accuracy"], "total": v["total_count"]}
+                                            for c, v in cats.items()}
+    return res
+
+
+def _print_models(out: Path) -> None:
+    res = model_results(out)
+    if not res:
+        return
+    t = Table("model", "path", "n", "success", "F1", "recall", "precision", "turns",
+              title="held-out environments: base vs SFT vs RL", title_justify="left")
+    for label, m in res.items():
+        if "n" in m:
+            t.add_row(label, m["model"], str(m["n"]), f"{m['success_rate']:.3f}", f"{m['f1']:.3f}",
+                      f"{m['recall']:.3f}", f"{m['precision']:.3f}", f"{m['turns']:.2f}")
+    console.print(t)
+    for cat, b in (res.get("RL", {}).get("bfcl") or {}).items():
+        console.print(f"BFCL {cat} (RL model): accuracy {b['accuracy']:.2%} of {b['total']} entries")
+    from astra.io import write_json
+
+    write_json(out / "demo_results.json", res)
+    console.print(f"numbers → {out / 'demo_results.json'}")
 
 
 def _print_summary(results: list[StepResult], skipped: list[str], out: Path) -> None:
