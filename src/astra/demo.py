@@ -22,13 +22,13 @@ from astra.errors import AstraError, ConfigError
 PROFILES: dict[str, dict[str, int | float | str]] = {
     # tiny: minutes on 2 CPU cores (used by the end-to-end test). SFT trains on the CPU at
     # ~50 tokens/s there and a sample conversation is ~2,000 tokens, so SFT is a few steps
-    # of one conversation each: enough to see the loss move, not to teach the format.
+    # of one conversation each: enough to move the held-out loss, not to train a good agent.
     "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 4, "sft_batch": 1,
              "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "eval_n": 3, "max_turns": 2,
              "bfcl_categories": "simple", "bfcl_n": 2},
     # default: the full sample, more SFT and RL steps
-    "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 16, "sft_batch": 2,
-                "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "eval_n": 12,
+    "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 12, "sft_batch": 2,
+                "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "eval_n": 8,
                 "max_turns": 4, "bfcl_categories": "simple,multiple", "bfcl_n": 5},
 }
 
