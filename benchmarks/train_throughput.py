@@ -90,7 +90,7 @@ def bench_loop(path: str, lora: bool, batch: int, seq: int, steps: int, device: 
 def bench_trainer(path: str, lora: bool, batch: int, seq: int, steps: int, device: str) -> list[float]:
     import datasets
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from astra.train.sft import SFTRunConfig, _lora_config
@@ -116,11 +116,12 @@ def bench_trainer(path: str, lora: bool, batch: int, seq: int, steps: int, devic
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(output_dir=out, max_steps=steps + 1, per_device_train_batch_size=batch, learning_rate=1e-5,
                          max_length=seq, bf16=False, fp16=False, use_cpu=device == "cpu", dataloader_num_workers=0,
-                         gradient_checkpointing=False, save_strategy="no", report_to="none", logging_steps=1,
+                         activation_checkpointing=False, save_strategy="no", report_to="none", logging_steps=1,
                          disable_tqdm=True)
         peft = _lora_config(model, SFTRunConfig(data=".", output_dir=out, lora=True)) if lora else None
         trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
                              processing_class=tok, peft_config=peft, callbacks=[Timer()])
+        trainer.remove_callback(PrinterCallback)  # its log dicts would break the printed table
         trainer.train()
     return times[1:]
 

@@ -17,7 +17,7 @@ def test_demo_tiny_end_to_end(tmp_path):
     r = CliRunner().invoke(app, ["demo", "--profile", "tiny", "--out", str(run)])
     assert r.exit_code == 0, r.output
     summary = json.loads((run / "ckpt" / "sft" / "train_summary.json").read_text())
-    assert summary
+    assert str(run / "demos.jsonl") in summary["data"]["source"]  # trajectories + environment demonstrations
     assert (run / "ckpt" / "rl" / "metrics.jsonl").read_text().strip()
     results = json.loads((run / "eval" / "envs.json").read_text())
     assert len(results["models"]) == 3

@@ -16,7 +16,7 @@ from astra.errors import ConfigError, InputError
 from astra.export import export_sft
 from astra.judge import Judge
 from astra.rollout import RolloutStage
-from astra.train.data import load_sft_data, prepare_records, render
+from astra.train.data import load_sft_data, load_sft_sources, prepare_records, render
 from astra.train.sft import (
     SFTRunConfig,
     choose_chat_template,
@@ -173,6 +173,16 @@ def test_malformed_data_names_file_and_line(tmp_path, line, message):
     assert f"{path}:2" in str(e.value) and message in str(e.value)
 
 
+def test_several_sources_are_concatenated_in_order(exports):
+    both = load_sft_sources([exports["openai"], exports["sharegpt"]])
+    one = load_sft_data(exports["openai"])
+    assert len(both.records) == 2 * len(one.records) and both.records[:len(one.records)] == one.records
+    assert both.format == "openai-jsonl+sharegpt" and str(exports["sharegpt"]) in both.source
+    assert load_sft_sources(exports["openai"]).records == one.records
+    with pytest.raises(InputError, match="no SFT data"):
+        load_sft_sources([])
+
+
 def test_missing_or_empty_data(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_sft_data(tmp_path / "nope")
@@ -323,12 +333,14 @@ def test_cli_sft_one_step(tmp_path, exports, tiny_model):
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(app, [
-        "sft", "--data", str(exports["openai"]), "--model", str(tiny_model), "-o", str(out), "--max-steps", "1",
-        "--batch-size", "1", "--max-length", "384", "--overlong", "truncate", "--lr", "1e-3", "--format-check", "1",
-        "--format-check-tokens", "4", "--eval-fraction", "0.2", "--limit", "4", "--threads", "2"])
+        "sft", "--data", str(exports["openai"]), "--data", str(exports["hf"]), "--model", str(tiny_model),
+        "-o", str(out), "--max-steps", "1", "--batch-size", "1", "--max-length", "384", "--overlong", "truncate",
+        "--lr", "1e-3", "--format-check", "1", "--format-check-tokens", "4", "--eval-fraction", "0.2",
+        "--limit", "7", "--threads", "2"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["global_step"] == 1 and summary["data"]["eval"] == 1 and summary["data"]["records"] == 4
+    assert summary["global_step"] == 1 and summary["data"]["eval"] == 1 and summary["data"]["records"] == 7
+    assert summary["data"]["format"] == "openai-jsonl+hf" and str(exports["hf"]) in summary["data"]["source"]
     assert summary["format_after"]["prompts"] == 1
     bad = CliRunner().invoke(app, ["sft", "--data", str(tmp_path / "missing"), "--model", str(tiny_model),
                                    "-o", str(out)])

@@ -24,12 +24,13 @@ PROFILES: dict[str, dict[str, int | float | str]] = {
     # ~50 tokens/s there and a sample conversation is ~2,000 tokens, so SFT is a few steps
     # of one conversation each: enough to move the held-out loss, not to train a good agent.
     "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 4, "sft_batch": 1,
-             "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "eval_n": 3, "max_turns": 2,
-             "bfcl_categories": "simple", "bfcl_n": 2},
+             "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "rl_group": 2, "rl_batch": 2,
+             "rl_rounds": 4, "rl_turns": 2, "eval_n": 3, "max_turns": 2, "bfcl_categories": "simple", "bfcl_n": 2},
     # default: the full sample, more SFT and RL steps
     "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 12, "sft_batch": 2,
-                "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "eval_n": 8,
-                "max_turns": 4, "bfcl_categories": "simple,multiple", "bfcl_n": 5},
+                "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "rl_group": 4, "rl_batch": 4,
+                "rl_rounds": 3, "rl_turns": 2, "eval_n": 8, "max_turns": 4, "bfcl_categories": "simple,multiple",
+                "bfcl_n": 5},
 }
 
 
@@ -91,14 +92,18 @@ def plan(out: Path, profile: str) -> list[Step]:
         Step("envs verify", ["envs", "verify", f"{o}/envs"], f"{o}/envs/index.jsonl", runner=False),
         Step("envs split", ["envs", "split", f"{o}/envs", "-o", f"{o}/envsplit", "--heldout", "0.25"],
              f"{o}/envsplit/heldout/index.jsonl", runner=False, training=True),
-        Step("train sft", ["train", "sft", "--data", f"{o}/sft", "--model", "embedded", "-o", f"{o}/ckpt/sft",
+        Step("train demos", ["train", "demos", "--envs", f"{o}/envsplit/train", "-o", f"{o}/demos.jsonl"],
+             f"{o}/demos.jsonl", runner=False, training=True),
+        Step("train sft", ["train", "sft", "--data", f"{o}/sft", "--data", f"{o}/demos.jsonl", "--model", "embedded",
+                           "-o", f"{o}/ckpt/sft",
                            "--max-steps", str(p["sft_steps"]), "--batch-size", str(p["sft_batch"]),
                            "--lr", str(p["sft_lr"]), "--format-check", str(p["format_check"]),
                            "--format-check-tokens", str(p["format_tokens"])], f"{o}/ckpt/sft/train_summary.json",
              runner=False, training=True),
         Step("train rl", ["train", "rl", "--envs", f"{o}/envsplit/train", "--model", f"{o}/ckpt/sft",
-                          "-o", f"{o}/ckpt/rl", "--group-size", "2", "--batch", "2",
-                          "--max-steps", str(p["rl_steps"]), "--max-turns", str(p["max_turns"]),
+                          "-o", f"{o}/ckpt/rl", "--group-size", str(p["rl_group"]), "--batch", str(p["rl_batch"]),
+                          "--groups-per-round", "1", "--max-rollout-rounds", str(p["rl_rounds"]),
+                          "--max-steps", str(p["rl_steps"]), "--max-turns", str(p["rl_turns"]),
                           "--max-new-tokens", "64"], f"{o}/ckpt/rl/metrics.jsonl", runner=False, training=True),
         Step("eval envs", ["eval", "envs", f"{o}/envsplit/heldout", "--model", "embedded",
                            "--model", f"{o}/ckpt/sft", "--model", f"{o}/ckpt/rl", "--limit", str(p["eval_n"]),

@@ -29,9 +29,9 @@ def _train() -> None:
 @app.command("sft")
 @cli_errors
 def sft_command(
-    data: Annotated[Path, typer.Option("--data", "-d", help=(
+    data: Annotated[list[Path], typer.Option("--data", "-d", help=(
         "`astra export sft` directory (openai | sharegpt | hf, detected) or a JSONL file of "
-        "{messages, tools} records."))],
+        "{messages, tools} records (e.g. from `astra train demos`); repeat to train on several together."))],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (checkpoints, final model, logs).")],
     model: Annotated[str, typer.Option("--model", "-m", help=(
         "'embedded' (SmolLM2-135M-Instruct), 'embedded:PATH', a local model directory or a Hugging Face id."))

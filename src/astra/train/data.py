@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,20 @@ def load_sft_data(path: str | Path) -> SFTData:
     if not records:
         raise InputError("no training records", path=str(p))
     return SFTData(records=records, source=str(p), format=fmt)
+
+
+def load_sft_sources(paths: Path | str | Sequence[Path | str]) -> SFTData:
+    """Load and concatenate several SFT sources (each as :func:`load_sft_data` reads it),
+    e.g. exported trajectories plus ``astra train demos`` environment demonstrations."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not items:
+        raise InputError("no SFT data given", path="--data")
+    parts = [load_sft_data(p) for p in items]
+    if len(parts) == 1:
+        return parts[0]
+    formats = list(dict.fromkeys(d.format for d in parts))
+    return SFTData(records=[r for d in parts for r in d.records], source=", ".join(d.source for d in parts),
+                   format="+".join(formats))
 
 
 # ---------------------------------------------------------------------------------

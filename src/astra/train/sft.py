@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from astra.errors import ConfigError, InputError
 from astra.io import append_lines, write_json
-from astra.train.data import PreparedData, load_sft_data, prepare_records, to_dataset
+from astra.train.data import PreparedData, load_sft_sources, prepare_records, to_dataset
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ class SFTRunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: Path = Field(description="`astra export sft` directory (openai | sharegpt | hf) or a JSONL file.")
+    data: Path | list[Path] = Field(description=(
+        "`astra export sft` directory (openai | sharegpt | hf) or a JSONL file; several are concatenated."))
     output_dir: Path
     model: str = Field("embedded", description="'embedded', 'embedded:PATH', a local path or a HF id.")
     limit: int | None = Field(None, description="Use only the first N conversations of the data.")
@@ -430,7 +431,7 @@ def prepare_sft(cfg: SFTRunConfig) -> SFTRun:
         log.warning("--resume: no checkpoint in %s, starting from scratch", out)
 
     # data
-    data = load_sft_data(cfg.data)
+    data = load_sft_sources(cfg.data)
     if cfg.limit is not None:
         data.records = data.records[:cfg.limit]
     path = resolve_model(cfg.model)
@@ -477,7 +478,7 @@ def prepare_sft(cfg: SFTRunConfig) -> SFTRun:
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
         eval_strategy="steps" if evaluate_steps else "no",
         eval_steps=cfg.eval_steps if evaluate_steps else None,
