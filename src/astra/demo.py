@@ -26,7 +26,7 @@ PROFILES: dict[str, dict[str, int | float | str]] = {
     "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 4, "sft_batch": 1,
              "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "rl_group": 2, "rl_batch": 2,
              "rl_rounds": 4, "rl_turns": 2, "eval_n": 3, "max_turns": 2, "bfcl_categories": "simple", "bfcl_n": 2},
-    # default: the full sample, more SFT and RL steps
+    # default: the full sample, more SFT and RL steps (~42 minutes on 2 CPU cores)
     "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 12, "sft_batch": 2,
                 "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "rl_group": 4, "rl_batch": 4,
                 "rl_rounds": 3, "rl_turns": 2, "eval_n": 8, "max_turns": 4, "bfcl_categories": "simple,multiple",
