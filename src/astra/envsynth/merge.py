@@ -29,6 +29,7 @@ import pprint
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from astra import pyast
 from astra.envsynth.decompose import Rejected
 from astra.envsynth.templates import render_call
 from astra.sandbox import parse_call_statement
@@ -64,14 +65,14 @@ def _mock_node(tree: ast.Module) -> ast.Assign | ast.AnnAssign | None:
 def mock_data_of(code: str) -> Any:
     """The literal value of the module-level ``MOCK_DATA``; MergeError when there is none."""
     try:
-        tree = ast.parse(code)
+        tree = pyast.parse(code)
     except SyntaxError as e:
         raise MergeError(f"the implementation does not parse: {e.msg}") from None
     node = _mock_node(tree)
     if node is None:
         raise MergeError(f"the implementation has no module-level {MOCK_NAME} = <literal>")
     try:
-        return ast.literal_eval(node.value)  # type: ignore[arg-type]
+        return pyast.literal_eval(node.value)  # type: ignore[arg-type]
     except (ValueError, TypeError, SyntaxError, RecursionError) as e:
         raise MergeError(f"{MOCK_NAME} is not a literal ({type(e).__name__})") from None
 
@@ -95,7 +96,7 @@ def deep_merge(base: Any, extra: Any, path: str = MOCK_NAME) -> Any:
 
 
 def _skeleton(code: str) -> str:
-    tree = ast.parse(code)
+    tree = pyast.parse(code)
     node = _mock_node(tree)
     if node is not None:
         node.value = ast.Constant(value=None)
@@ -105,7 +106,7 @@ def _skeleton(code: str) -> str:
 def replace_mock_data(code: str, value: Any) -> str:
     """``code`` with its ``MOCK_DATA`` literal replaced by ``value`` (everything else kept
     as written)."""
-    tree = ast.parse(code)
+    tree = pyast.parse(code)
     node = _mock_node(tree)
     if node is None:
         raise MergeError(f"the implementation has no module-level {MOCK_NAME}")
@@ -117,7 +118,7 @@ def replace_mock_data(code: str, value: Any) -> str:
         ann = ": " + ast.get_source_segment(code, node.annotation)  # type: ignore[operator]
     new = f"{MOCK_NAME}{ann} = " + pprint.pformat(value, width=100) + "\n"
     if node.col_offset != 0 or tail.strip():
-        node.value = ast.parse(repr(value), mode="eval").body
+        node.value = pyast.parse(repr(value), mode="eval").body
         return ast.unparse(tree) + "\n"
     return "".join(lines[:start]) + new + "".join(lines[end + 1:])
 

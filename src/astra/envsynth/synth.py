@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra import pyast
 from astra.envsynth.decompose import Rejected
 from astra.envsynth.match import answer_in_output, normalize_text, parse_date, parse_number
 from astra.envsynth.templates import param_name, probe_value, render_plan_tool
@@ -312,7 +313,7 @@ def forbidden_imports(code: str) -> list[str]:
     """Modules the code imports that are not allowed: anything outside the standard library
     (``sys.stdlib_module_names``), the :data:`DENIED_STDLIB` modules, relative imports and
     dynamic imports (``__import__``, ``importlib``). Raises SyntaxError."""
-    tree = ast.parse(code)
+    tree = pyast.parse(code)
     bad: list[str] = []
     allowed = set(sys.stdlib_module_names) - DENIED_STDLIB
     for node in ast.walk(tree):
@@ -336,7 +337,7 @@ def forbidden_imports(code: str) -> list[str]:
 def signature_problems(code: str, tool: Tool) -> list[str]:
     """Whether the code defines ``tool.name`` at module level with exactly the spec's
     parameters (required ones without defaults, optional ones with defaults)."""
-    tree = ast.parse(code)
+    tree = pyast.parse(code)
     fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == tool.name),
               None)
     if fn is None:

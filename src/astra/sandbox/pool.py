@@ -16,6 +16,7 @@ import time
 from collections import deque
 from typing import Any
 
+from astra import pyast
 from astra.sandbox.models import (
     CallResult,
     CallStatementError,
@@ -274,7 +275,7 @@ def parse_call_statement(statement: str) -> ParsedCall:
     if len(text) > 200_000:
         raise CallStatementError("call statement too long")
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = pyast.parse(text, mode="eval")
     except SyntaxError as e:
         raise CallStatementError(f"call statement is not a single Python call expression: {e.msg} "
                                  f"(in {text[:200]!r})") from None
@@ -302,7 +303,7 @@ def parse_call_statement(statement: str) -> ParsedCall:
 
 def _literal(node: ast.AST, what: str) -> Any:
     try:
-        value = ast.literal_eval(node)
+        value = pyast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         src = ast.unparse(node)
         raise CallStatementError(f"{what} must be a literal (string, number, bool, None, list, "
@@ -313,7 +314,7 @@ def _literal(node: ast.AST, what: str) -> Any:
 def _literal_src(value: Any, what: str) -> str:
     src = repr(value)
     try:
-        ok = ast.literal_eval(src) == value
+        ok = pyast.literal_eval(src) == value
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         ok = False
     if not ok:
