@@ -256,7 +256,7 @@ def test_labels_are_set_exactly_on_assistant_spans(tmp_path, exports, tiny_model
                            overlong="drop"))
     trainer, tok = run.trainer, run.tokenizer
     assert trainer.args.assistant_only_loss and not trainer.args.bf16 and trainer.args.use_cpu
-    assert not trainer.args.gradient_checkpointing and trainer.args.dataloader_num_workers == 0
+    assert not trainer.args.activation_checkpointing and trainer.args.dataloader_num_workers == 0
     assert len(trainer.train_dataset) == len(run.prepared.train) == 5
     for i, rec in enumerate(run.prepared.train):
         batch = trainer.data_collator([trainer.train_dataset[i]])
