@@ -101,6 +101,15 @@ def test_split_heldout_is_stable_and_disjoint(envs, tmp_path):
     assert {e.id for e in load_environments(held2)} == b
     _, all_held = split_environments(src, 1.0, out_dir=tmp_path / "all")
     assert len(load_environments(all_held)) == len(envs)
+    # the index lists environments in the order they were written (completion order for
+    # synthesis); loading sorts them so every run sees the same order
+    from astra.envs.bundle import INDEX_NAME, environment_paths
+
+    index = all_held / INDEX_NAME
+    lines = index.read_text().splitlines(keepends=True)
+    index.write_text("".join(reversed(lines)))
+    paths = environment_paths(all_held)
+    assert paths == sorted(paths) and len(paths) == len(envs) > 1
 
 
 def test_cli_writes_json(envs, tmp_path, monkeypatch):

@@ -206,6 +206,16 @@ def test_overlong_conversations_are_dropped_or_truncated_and_counted(exports, to
         prepare_records(records, tokenizer, max_length=10)
 
 
+def test_split_and_order_do_not_depend_on_input_order(exports, tokenizer):
+    records = load_sft_data(exports["openai"]).records
+    a = prepare_records(records, tokenizer, max_length=None, eval_fraction=0.4, seed=3)
+    b = prepare_records(list(reversed(records)), tokenizer, max_length=None, eval_fraction=0.4, seed=3)
+    assert (a.train, a.eval) == (b.train, b.eval) and len(a.eval) == 2
+    assert sorted(map(str, a.train + a.eval)) == sorted(map(str, records))
+    c = prepare_records(records, tokenizer, max_length=None, eval_fraction=0.4, seed=4)
+    assert [r["id"] for r in c.train + c.eval] != [r["id"] for r in a.train + a.eval]  # the seed matters
+
+
 def test_chat_template_choice(tokenizer):
     from astra.llm.embedded import tool_chat_template
 

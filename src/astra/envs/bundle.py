@@ -120,12 +120,14 @@ def load_environment(path: str | os.PathLike[str]) -> Environment:
 
 
 def environment_paths(src: str | os.PathLike[str]) -> list[Path]:
-    """The environment files of a directory: from ``index.jsonl`` when there is one (only
-    records the ledger accounts for), else every ``*.json`` except manifests."""
+    """The environment files of a directory, sorted by file name: from ``index.jsonl`` when
+    there is one (only records the ledger accounts for), else every ``*.json`` except
+    manifests. (Synthesis appends to the index in completion order; sorting makes loading,
+    ``--limit`` and everything downstream the same from run to run.)"""
     d = Path(src)
     index = d / INDEX_NAME
     if index.is_file():
-        return [d / e.path for e in read_outputs(index, EnvIndexEntry)]
+        return sorted({d / e.path for e in read_outputs(index, EnvIndexEntry)})
     return sorted(p for p in d.glob("*.json") if not p.name.endswith(".manifest.json"))
 
 

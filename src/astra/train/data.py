@@ -19,8 +19,8 @@ and TRL's ``SFTTrainer`` decodes a string ``tools`` column itself. Malformed dat
 
 from __future__ import annotations
 
+import hashlib
 import json
-import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -294,6 +294,11 @@ def token_length(tokenizer: Any, record: dict[str, Any]) -> int:
     return len(tokenizer(render(tokenizer, record), add_special_tokens=False)["input_ids"])
 
 
+def _content_key(record: dict[str, Any], seed: int) -> bytes:
+    canon = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(f"astra.sft/{seed}/{canon}".encode()).digest()
+
+
 @dataclass
 class PreparedData:
     train: list[dict[str, Any]]
@@ -304,7 +309,9 @@ class PreparedData:
 def prepare_records(records: list[dict[str, Any]], tokenizer: Any, *, max_length: int | None,
                     overlong: str = "drop", eval_fraction: float = 0.1, seed: int = 0) -> PreparedData:
     """Measure token lengths, drop (or mark for truncation) conversations over
-    ``max_length``, and split off a held-out set of ``eval_fraction``."""
+    ``max_length``, and split off a held-out set of ``eval_fraction``. Both sides come in
+    a seeded order that depends on each record's content only, so the result does not
+    depend on the order of ``records``."""
     if overlong not in ("drop", "truncate"):
         raise ValueError(f"overlong must be 'drop' or 'truncate', got {overlong!r}")
     if not 0 <= eval_fraction < 1:
@@ -315,12 +322,14 @@ def prepare_records(records: list[dict[str, Any]], tokenizer: Any, *, max_length
     if not keep:
         raise InputError(f"all {len(records)} conversations are longer than max_length={max_length} tokens "
                          f"(shortest {min(lengths)}): raise --max-length or use --overlong truncate")
-    order = list(keep)
-    random.Random(seed).shuffle(order)
+    # a seeded order from each record's content, not its position: the same records give
+    # the same split and the same training order whatever order the sources list them in
+    # (parallel stages write records in completion order)
+    order = sorted(keep, key=lambda i: _content_key(records[i], seed))
     n_eval = 0
     if eval_fraction > 0 and len(order) >= 2:
         n_eval = min(len(order) - 1, max(1, round(len(order) * eval_fraction)))
-    eval_idx, train_idx = sorted(order[:n_eval]), sorted(order[n_eval:])
+    eval_idx, train_idx = order[:n_eval], order[n_eval:]
     kept_lengths = [lengths[i] for i in keep]
     stats = {
         "records": len(records), "train": len(train_idx), "eval": len(eval_idx),
