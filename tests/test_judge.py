@@ -210,18 +210,36 @@ async def test_llm_judge_rejects_out_of_scale_and_partial_replies(servers):
     assert j.failed and j.failed["part"] == "" and "skips calls" in j.failed["message"]
 
 
-def test_erroring_judge_keeps_nothing(tmp_path, servers):
+def test_judge_outage_fails_records_and_a_plain_rerun_judges_them(tmp_path, servers):
     trajs = [good(servers).model_copy(update={"id": f"t{i}"}) for i in range(3)]
     src = tmp_path / "t.jsonl"
     src.write_text("".join(json.dumps(t.model_dump(mode="json")) + "\n" for t in trajs))
-    # the scripted double raising server errors
+    # the scripted double raising server errors: nothing kept, nothing rejected, all failed
     client, _ = llm_client(lambda req: LLMServerError("judge endpoint down"))
-    m = run_stage(JudgeStage(min_score=0.0, client=client), src, tmp_path / "a.jsonl", progress=False)
-    assert m.outputs == 0 and m.rejections_by_reason == {"judge_failed": 3}
+    out = tmp_path / "a.jsonl"
+    m = run_stage(JudgeStage(min_score=0.0, client=client), src, out, progress=False)
+    assert m.outputs == 0 and m.rejections_by_reason == {} and m.rejected == 0
+    assert m.failed == m.processed_failed == 3 and m.failures_by_kind == {"endpoint": 3}
+    assert m.errors_by_type == {"LLMServerError": 3}
+    assert out.exists() and out.read_text() == ""  # the next command finds an (empty) file
     # an OpenAI-compatible endpoint answering 500
     with FakeOpenAI(default="500") as fake:
         client = make_client(LLMSettings(spec="openai:judge", base_url=fake.base_url, cache=False, max_retries=0))
         m = run_stage(JudgeStage(min_score=0.0, client=client), src, tmp_path / "b.jsonl", progress=False)
         assert fake.requests  # the judge did ask, and got 500s
-    assert m.outputs == 0 and m.rejections_by_reason == {"judge_failed": 3}
-    assert not (tmp_path / "b.jsonl").exists() or (tmp_path / "b.jsonl").read_text() == ""
+    assert m.outputs == 0 and m.failed == 3 and m.failures_by_kind == {"endpoint": 3}
+    assert (tmp_path / "b.jsonl").read_text() == ""
+    # the endpoint is back: a plain rerun judges exactly the failed three
+    client, _ = llm_client(judge_script(score=1))
+    m = run_stage(JudgeStage(min_score=0.0, client=client), src, out, progress=False)
+    assert m.skipped_done == 0 and m.processed == 3 and m.failed == 0 and m.outputs == 3
+
+
+def test_unusable_judge_reply_is_a_rejection_not_a_failure(tmp_path, servers):
+    src = tmp_path / "t.jsonl"
+    src.write_text(json.dumps(good(servers).model_dump(mode="json")) + "\n")
+    client, _ = llm_client(judge_script(score=0.7))  # off the scale even after repairs
+    m = run_stage(JudgeStage(min_score=0.0, client=client), src, tmp_path / "a.jsonl", progress=False)
+    assert m.rejections_by_reason == {"judge_unusable": 1} and m.failed == 0
+    m = run_stage(JudgeStage(min_score=0.0, client=client), src, tmp_path / "a.jsonl", progress=False)
+    assert m.processed == 0 and m.skipped_done == 1  # a decision: not redone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from astra.pipeline import (
     read_outputs,
     run_stage,
 )
+from astra.pipeline.stage import StageResult
 from tests.pipeline_stages import DummyStage, Item, Out, expected_counts, make_items
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,15 +89,17 @@ def test_limit_and_resume_skip_done(tmp_path: Path) -> None:
     assert m1.inputs_seen == 10 and m1.processed == 10 and m1.done == 10
     assert {e["key"] for e in ledger(out)} == {i.id for i in items[:10]}
 
+    # item-0003 failed in the first run: a failure is retried, decisions are skipped
     m2 = run_stage(DummyStage(), items, out, progress=False)
-    assert m2.inputs_seen == 30 and m2.skipped_done == 10 and m2.processed == 20
+    assert m2.inputs_seen == 30 and m2.skipped_done == 9 and m2.processed == 21
     assert m2.done == 30 and m2.runs == 2
     assert m2.outputs == expected_counts(items)["outputs"]
     assert out_lines(out) == reference(tmp_path, items)
 
-    m3 = run_stage(DummyStage(), items, out, progress=False)
-    assert m3.processed == 0 and m3.skipped_done == 30 and m3.runs == 3
-    assert len(ledger(out)) == 30
+    failed = expected_counts(items)["failed"]
+    m3 = run_stage(DummyStage(), items, out, progress=False, skip_failed=True)
+    assert m3.processed == 0 and m3.skipped_done == 30 and m3.runs == 3 and m3.skip_failed
+    assert len(ledger(out)) == 31 and m3.failed == failed
 
 
 def test_duplicates_and_dict_inputs(tmp_path: Path) -> None:
@@ -106,21 +110,24 @@ def test_duplicates_and_dict_inputs(tmp_path: Path) -> None:
     assert any("repeated a key" in w for w in m.warnings)
 
 
-def test_errors_are_failed_and_retry_failed(tmp_path: Path) -> None:
+def test_failures_are_retried_by_a_plain_rerun(tmp_path: Path) -> None:
     items = make_items(25)
     out = tmp_path / "out.jsonl"
     m1 = run_stage(DummyStage(fail=True), items, out, progress=False)
     failed = {i.id for i in items if i.n % 7 == 3}
-    assert m1.failed == len(failed) == 4
+    assert m1.failed == m1.processed_failed == len(failed) == 4
+    assert m1.failures_by_kind == {"error": 4}
     assert {e["key"] for e in ledger(out) if e["error"]} == failed
+    assert all(e["failure"] == "error" for e in ledger(out) if e["error"])
 
-    # a plain rerun keeps them failed
-    m2 = run_stage(DummyStage(fail=False), items, out, progress=False)
+    # --skip-failed leaves them failed
+    m2 = run_stage(DummyStage(fail=False), items, out, progress=False, skip_failed=True)
     assert m2.processed == 0 and m2.failed == 4
     assert any("config differs" in w for w in m2.warnings)
 
-    m3 = run_stage(DummyStage(fail=False), items, out, progress=False, retry_failed=True)
-    assert m3.processed == 4 and m3.failed == 0 and m3.errors_by_type == {}
+    # a plain rerun processes exactly the failed inputs again
+    m3 = run_stage(DummyStage(fail=False), items, out, progress=False)
+    assert m3.processed == 4 and m3.skipped_done == 21 and m3.failed == 0 and m3.errors_by_type == {}
     assert m3.done == 25 and len(ledger(out)) == 29  # the later ledger line wins
     assert m3.outputs == expected_counts(items, fail=False)["outputs"]
     ref = tmp_path / "ref.jsonl"
@@ -132,10 +139,10 @@ def test_usage_recorded_per_stage_and_summed_over_runs(tmp_path: Path) -> None:
     items = make_items(12)
     out = tmp_path / "out.jsonl"
     before = USAGE.get("test.dummy")
-    m1 = run_stage(DummyStage(), items, out, limit=5, progress=False)
+    m1 = run_stage(DummyStage(fail=False), items, out, limit=5, progress=False)
     assert m1.llm_usage["calls"] == 5 and m1.llm_usage["prompt_tokens"] == 50
     assert m1.llm_usage["completion_tokens"] == sum(range(5))
-    m2 = run_stage(DummyStage(), items, out, progress=False)
+    m2 = run_stage(DummyStage(fail=False), items, out, progress=False)
     assert m2.llm_usage["calls"] == 12
     assert m2.llm_usage["completion_tokens"] == sum(range(12))
     assert USAGE.get("test.dummy").calls - before.calls == 12
@@ -143,6 +150,33 @@ def test_usage_recorded_per_stage_and_summed_over_runs(tmp_path: Path) -> None:
 
     ms = collect_manifests(tmp_path)
     assert [m.stage for m in ms] == ["test.dummy"] and isinstance(ms[0], Manifest)
+
+
+class _Interleaved(DummyStage):
+    """Each record makes two fake LLM calls around a sleep of its own length, so that
+    under concurrency records finish in a different order than they start."""
+
+    name = "test.interleaved"
+
+    async def process(self, record: Item) -> StageResult:
+        USAGE.record(calls=1, prompt_tokens=1000 + record.n)
+        await asyncio.sleep(0.002 * ((record.n * 7) % 5))
+        USAGE.record(calls=1, completion_tokens=record.n)
+        return StageResult.accept(Out(id=f"{record.id}/0", source=record.id, value=record.n))
+
+
+def test_usage_is_attributed_to_its_own_record_under_concurrency(tmp_path: Path) -> None:
+    items = make_items(24)
+    out = tmp_path / "out.jsonl"
+    m = run_stage(_Interleaved(), items, out, concurrency=6, progress=False)
+    lines = {e["key"]: e for e in ledger(out) if e["key"]}
+    assert len(lines) == 24
+    for it in items:
+        u = lines[it.id]["usage"]
+        assert u["calls"] == 2 and u["prompt_tokens"] == 1000 + it.n, (it.id, u)
+        assert u.get("completion_tokens", 0) == it.n
+    assert m.llm_usage["calls"] == 48
+    assert not [e for e in ledger(out) if e["key"] is None]  # nothing outside a record
 
 
 def test_orphan_outputs_and_torn_lines_are_repaired(tmp_path: Path) -> None:
@@ -160,9 +194,10 @@ def test_orphan_outputs_and_torn_lines_are_repaired(tmp_path: Path) -> None:
     assert len(list(read_outputs(out, Out))) == expected_counts(items[:8])["outputs"]
 
     m = run_stage(DummyStage(), items, out, progress=False)
-    assert m.dropped_orphans == 1 and m.processed == 12 and m.done == 20
+    # 12 new inputs and item-0003, which failed in the first run
+    assert m.dropped_orphans == 1 and m.processed == 13 and m.done == 20
     assert out_lines(out) == reference(tmp_path, items)
-    assert len(ledger(out)) == 20
+    assert len(ledger(out)) == 21
 
 
 def test_output_without_ledger_is_refused(tmp_path: Path) -> None:
@@ -215,6 +250,7 @@ def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path: Path)
             proc.kill()
     n_before = paths.ledger.read_text().count("\n")
     assert 40 <= n_before < 200
+    failed_before = sum(1 for e in ledger(out) if e["error"])  # retried by the rerun
     # a kill mid-write: torn final lines
     with out.open("a") as f:
         f.write('{"schema_version":1,"id":"item-0199/0","sour')
@@ -225,21 +261,25 @@ def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path: Path)
 
     m = run_stage(DummyStage(sleep=0.0), inp, out, concurrency=8, progress=False)
     assert m.status == "complete" and m.done == 200 and m.runs == 2
-    assert m.skipped_done == n_before and m.processed == 200 - n_before
+    assert m.skipped_done == n_before - failed_before and m.processed == 200 - m.skipped_done
     got = out_lines(out)
     assert max(got.values()) == 1  # no duplicates
     assert got == reference(tmp_path, items)  # none lost
     keys = [e["key"] for e in ledger(out)]
-    assert len(keys) == len(set(keys)) == 200
-    # usage of both runs, from the ledger: every input processed to a ledger line was counted once
-    assert m.llm_usage["calls"] == 200 and m.llm_usage["completion_tokens"] == sum(range(200))
+    assert len(set(keys)) == 200 and len(keys) == 200 + failed_before
+    # usage of both runs, from the ledger: every processing that reached a ledger line was
+    # counted once (the failed inputs of the killed run were processed twice)
+    retried = sum(int(e["key"][5:]) for e in ledger(out)[:n_before] if e["error"])
+    assert m.llm_usage["calls"] == 200 + failed_before
+    assert m.llm_usage["completion_tokens"] == sum(range(200)) + retried
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                 p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}})
     yield ray
     ray.shutdown()
 
@@ -256,7 +296,11 @@ def test_ray_executor_matches_local(tmp_path: Path, ray_cluster) -> None:
     assert m.llm_usage["calls"] == 20  # merged from the workers
     assert USAGE.get("test.dummy").calls - before == 20
     m = run_stage(DummyStage(sleep=0.005), inp, out, executor="ray", concurrency=4, progress=False)
-    assert m.skipped_done == 20 and m.processed == 10 and m.llm_usage["calls"] == 30
+    # the three failures of the first run (items 3, 10, 17) are processed again
+    assert m.skipped_done == 17 and m.processed == 13 and m.llm_usage["calls"] == 33
+    # each ledger line carries its own record's usage, measured on the worker
+    assert all(e["usage"]["calls"] == 1 and e["usage"]["completion_tokens"] == int(e["key"][5:])
+               for e in ledger(out) if e["key"] and int(e["key"][5:]))
     exp = expected_counts(items)
     assert (m.accepted, m.rejected, m.failed, m.outputs) == (
         exp["accepted"], exp["rejected"], exp["failed"], exp["outputs"])

@@ -16,10 +16,10 @@ import pytest
 
 from astra.data.servers import server_target
 from astra.llm import LLMClient
-from astra.llm.errors import LLMServerError
+from astra.llm.errors import LLMError, LLMServerError
 from astra.llm.testing import ScriptedChatProvider, reply
 from astra.llm.types import ChatRequest, ChatResponse
-from astra.pipeline import load_manifest, read_outputs, run_stage
+from astra.pipeline import arun_stage, load_manifest, read_outputs, run_stage
 from astra.rollout import BackendPool, EmulatorBackend, RolloutFailure, RolloutStage, run_agent
 from astra.rollout.backends import MCPBackend
 from astra.rollout.stages import rollout_rng
@@ -194,16 +194,20 @@ async def test_agent_stops_at_max_turns(servers):
     assert run.messages[-1]["role"] == "tool"
 
 
-async def test_agent_llm_failure_is_a_recorded_rejection(servers):
+async def test_agent_llm_outage_fails_the_task_and_a_bad_reply_is_a_rejection(tmp_path, servers):
+    # an endpoint that does not answer is not the task's fault: it propagates ...
     client, _ = client_of([reply(tool_calls=[("geocode_city", {"city": "Tokyo"})]), LLMServerError("boom 500")])
+    with pytest.raises(LLMServerError):
+        await run_agent(client, weather_task(), _toolset(servers))
+    stage = RolloutStage(agent="openai:scripted", servers=servers, client=client_of([LLMServerError("down")])[0])
+    m = await arun_stage(stage, [weather_task()], tmp_path / "t.jsonl", progress=False)
+    # ... and the runner records a failure, retried by a rerun, not a rejection
+    assert m.failed == 1 and m.failures_by_kind == {"endpoint": 1} and m.rejections_by_reason == {}
+    # an LLM error that is not an outage stays a recorded rejection of the sample
+    client, _ = client_of([reply(tool_calls=[("geocode_city", {"city": "Tokyo"})]), LLMError("unusable reply")])
     with pytest.raises(RolloutFailure) as ei:
         await run_agent(client, weather_task(), _toolset(servers))
-    assert ei.value.reason == "llm_error" and "LLMServerError" in ei.value.detail
-    stage = RolloutStage(agent="openai:scripted", servers=servers,
-                         client=client_of([LLMServerError("down")])[0])
-    stage.setup()
-    result = await stage.process(weather_task())
-    assert not result.outputs and [r.reason for r in result.rejections] == ["llm_error"]
+    assert ei.value.reason == "llm_error" and "unusable reply" in ei.value.detail
 
 
 # ---------------------------------------------------------------------------------

@@ -386,7 +386,7 @@ def test_scripted_llm_scoring_failures_and_thresholds(tmp_path, shop_task):
     out = tmp_path / "scored.jsonl"
     m_score, m_sel = score_tasks([t1, t2, t3], out, scorer="llm", client=client, progress=False,
                                  thresholds=Thresholds(quality=3, realism=3, necessity=3))
-    assert m_score.rejections_by_reason == {"score_failed": 1}
+    assert m_score.rejections_by_reason == {"score_unusable": 1} and m_score.failed == 0
     judged = list(read_records(judged_path(out), Task))
     assert {t.id for t in judged} == {t1.id, "t-third"}
     assert m_sel.rejections_by_reason == {"low_quality": 1}
@@ -474,7 +474,7 @@ def test_score_stage_rejects_unparseable_judgement(servers, shop_task):
     import asyncio
 
     result = asyncio.run(stage.process(shop_task))
-    assert not result.outputs and result.rejections[0].reason == "score_failed"
+    assert not result.outputs and result.rejections[0].reason == "score_unusable"
 
 
 # ---------------------------------------------------------------------------------

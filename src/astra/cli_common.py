@@ -9,20 +9,41 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from astra.errors import AstraError
+from astra.errors import AstraError, ConfigError, NothingProduced, StageFailed
+from astra.io import os_error_message
 from astra.llm import LLMSettings
 from astra.pipeline import Manifest, Stage, run_stage
+from astra.pipeline.runner import DEFAULT_MAX_ENDPOINT_FAILURES
 
-console = Console(stderr=True)
+#: The console every command prints through. Markup is off: messages carry file names,
+#: field paths (``[tool_list]``), JSON and model output, which rich would otherwise read as
+#: style tags and drop. Colour goes through ``style=`` / :class:`rich.text.Text` instead.
+console = Console(stderr=True, markup=False)
+
+_VERBOSE = False
+
+
+def note(label: str, message: str = "", *, style: str = "yellow") -> None:
+    """Print ``label`` (styled) then ``message`` verbatim (never read as markup)."""
+    console.print(Text.assemble((label, style), " " + message if message else ""), soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    """The one line of an error, verbatim."""
+    console.print(Text.assemble(("error:", "bold red"), " " + message), soft_wrap=True, highlight=False)
+
 
 # -- LLM options -----------------------------------------------------------------------
 LLMOpt = Annotated[str | None, typer.Option(
@@ -42,7 +63,10 @@ LimitOpt = Annotated[int | None, typer.Option("--limit", help="Process only the 
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", help="Records processed at once.")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="'local' (asyncio) or 'ray'.")]
 RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (executor ray).")]
-RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Re-process inputs that failed before.")]
+SkipFailedOpt = Annotated[bool, typer.Option(
+    "--skip-failed/--retry-failed",
+    help="Inputs that failed in an earlier run (endpoint down, timeout, error) are processed again by "
+         "default (--retry-failed); --skip-failed leaves them failed. Rejections are never redone.")]
 NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")]
 
 
@@ -52,37 +76,120 @@ def llm_settings(llm: str | None = None, base_url: str | None = None, api_key_en
                                 concurrency=concurrency, cache=not no_cache, timeout=timeout)
 
 
+#: Exit codes of every ``astra`` command (documented in docs/cli.md).
+EXIT_CODES = {
+    0: "success (a stage may still have rejected or failed some records: see its summary)",
+    1: "error: bad input, option, configuration or output path (one line says which)",
+    2: "usage error: unknown option, missing argument (printed by the parser)",
+    3: "nothing produced: the stage or command finished without writing a single record",
+    4: "records failed: every record a stage run processed failed, or the endpoint breaker stopped "
+       "the stage; rerun the same command to retry them",
+    70: "internal error: a bug in astra (rerun with -v for the traceback)",
+    130: "interrupted (Ctrl-C); rerun the same command to resume",
+}
+
+
 def cli_errors(fn: Callable) -> Callable:
-    """Turn astra's typed errors into one clear line on stderr and exit code 1."""
+    """Turn astra's typed errors, and the operating system's, into one clear line on
+    stderr and the exit code of :data:`EXIT_CODES`; an unexpected exception is one line
+    too (``-v`` prints its traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except AstraError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            print_error(str(e))
+            raise typer.Exit(getattr(e, "exit_code", 1)) from None
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/] — rerun the same command to resume")
+            note("interrupted", "— rerun the same command to resume")
             raise typer.Exit(130) from None
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except OSError as e:
+            print_error(os_error_message(e))
+            raise typer.Exit(1) from None
+        except RecursionError:
+            print_error("input nested too deep to process")
+            raise typer.Exit(1) from None
+        except Exception as e:  # noqa: BLE001 - one line, not a traceback; -v shows it
+            if _VERBOSE:
+                console.print_exception()
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            print_error(f"internal error: {type(e).__name__}{': ' + first if first else ''} "
+                        "(a bug in astra; rerun with -v for the traceback)")
+            raise typer.Exit(70) from None
 
     return wrapper
 
 
+def max_endpoint_failures() -> int:
+    """The endpoint breaker's threshold: ``ASTRA_MAX_ENDPOINT_FAILURES`` (0 = off)."""
+    raw = os.environ.get("ASTRA_MAX_ENDPOINT_FAILURES")
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_ENDPOINT_FAILURES
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ConfigError(f"ASTRA_MAX_ENDPOINT_FAILURES must be an integer, got {raw!r}") from None
+    if n < 0:
+        raise ConfigError(f"ASTRA_MAX_ENDPOINT_FAILURES must be >= 0, got {n}")
+    return n
+
+
 def run_stage_cli(stage: Stage, inputs: Any, output: Path, *, limit: int | None = None,
                   concurrency: int = 4, executor: str = "local", ray_address: str | None = None,
-                  retry_failed: bool = False, no_progress: bool = False) -> Manifest:
-    """Run a stage with the CLI's options and print its summary."""
+                  skip_failed: bool = False, no_progress: bool = False) -> Manifest:
+    """Run a stage with the CLI's options, print its summary and turn a run that decided
+    nothing (:class:`StageFailed`) or wrote nothing (:class:`NothingProduced`) into an
+    error."""
     manifest = run_stage(stage, inputs, output, concurrency=concurrency, limit=limit,
-                         executor=executor, ray_address=ray_address, retry_failed=retry_failed,
+                         executor=executor, ray_address=ray_address, skip_failed=skip_failed,
+                         max_endpoint_failures=max_endpoint_failures(),
                          progress=not no_progress and sys.stderr.isatty())
     print_manifest(manifest)
+    check_manifest(manifest)
     return manifest
+
+
+def _counts(d: dict[str, int], n: int = 4) -> str:
+    items = sorted(d.items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"{k} {v}" for k, v in items[:n])
+    return text + (f", … {len(items) - n} more" if len(items) > n else "")
+
+
+def check_manifest(m: Manifest) -> None:
+    """Raise when the run decided nothing or the output is empty; warn about failures."""
+    ledger = m.ledger or "the ledger"
+    if m.processed and m.processed_failed == m.processed:
+        kinds = m.failures_by_kind
+        hint = ("the endpoint did not answer: check that it is up (--base-url / ASTRA_BASE_URL), the model "
+                "name and the API key" if kinds.get("endpoint") else f"each error is in {ledger}; -v shows "
+                "tracebacks")
+        raise StageFailed(f"{m.stage}: all {m.processed} records this run processed failed "
+                          f"({_counts(m.errors_by_type)}); {hint}. Rerun the same command to retry them")
+    if m.outputs == 0:
+        if m.done == 0 and m.inputs_seen == 0:
+            why = "the input has no records" + (" (--limit 0)" if m.limit == 0 else "")
+        else:
+            parts = []
+            if m.rejected:
+                parts.append(f"{m.rejected} rejected ({_counts(m.rejections_by_reason)})")
+            if m.failed:
+                parts.append(f"{m.failed} failed ({_counts(m.errors_by_type)}; rerun to retry them)")
+            if m.empty:
+                parts.append(f"{m.empty} produced no output and no rejection")
+            why = f"of {m.done} inputs, " + "; ".join(parts) if parts else "no input was processed"
+        raise NothingProduced(f"{m.stage}: no record written to {m.output} — {why}")
+    if m.failed:
+        note("warning:", f"{m.failed} input(s) failed ({_counts(m.failures_by_kind)}): rerun the same "
+             "command to retry them")
 
 
 def print_manifest(m: Manifest) -> None:
     t = Table(title=f"{m.stage} → {m.output}", show_header=False, title_justify="left")
-    t.add_row("inputs (this run)", f"{m.inputs_seen} seen, {m.skipped_done} already done, {m.processed} processed")
+    t.add_row("inputs (this run)", f"{m.inputs_seen} seen, {m.skipped_done} already done, {m.processed} processed"
+              + (f", {m.processed_failed} failed" if m.processed_failed else ""))
     t.add_row("accepted / rejected / failed", f"{m.accepted} / {m.rejected} / {m.failed}")
     t.add_row("records written", str(m.outputs))
     for reason, n in sorted(m.rejections_by_reason.items(), key=lambda kv: -kv[1]):
@@ -99,5 +206,7 @@ def print_manifest(m: Manifest) -> None:
 
 
 def setup_logging(verbose: bool) -> None:
+    global _VERBOSE
+    _VERBOSE = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -36,8 +36,9 @@ from astra.cli_common import (
     NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
-    RetryFailedOpt,
+    SkipFailedOpt,
     TimeoutOpt,
+    check_manifest,
     cli_errors,
     console,
     llm_settings,
@@ -123,7 +124,7 @@ def decompose_cmd(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Decompose multi-hop questions into sub-question DAGs.
@@ -145,7 +146,7 @@ def decompose_cmd(
     scen = parse_scenarios(scenarios)
     doms = _split(domains)
     runner = dict(limit=limit, concurrency=concurrency, executor=executor, ray_address=ray_address,
-                  retry_failed=retry_failed, no_progress=no_progress)
+                  skip_failed=skip_failed, no_progress=no_progress)
     if n is not None and n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     if knowledge is None and questions is None:
@@ -198,7 +199,7 @@ def validate_cmd(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Validate QA instances: tool necessity, the leaf rule, DC/SA/SR/TC and QS,
@@ -215,14 +216,16 @@ def validate_cmd(
     stage = ScoreStage(validator=which, llm=settings)  # type: ignore[arg-type]
     res = run_validate(qa, output, stage=stage, percentile=percentile, min_qs=min_qs, limit=limit,
                        concurrency=concurrency, executor=executor, ray_address=ray_address,
-                       retry_failed=retry_failed, progress=not no_progress and sys.stderr.isatty())
+                       skip_failed=skip_failed, progress=not no_progress and sys.stderr.isatty())
     print_manifest(res.score)
+    check_manifest(res.score)
     print_manifest(res.gate_manifest)
     g = res.gate
     cut = "none" if g["cutoff"] is None else f"{g['cutoff']:.4f}"
     console.print(f"gate: p{g['percentile']:g} cutoff {cut}" + (f", min-qs {g['min_qs']:g}" if g["min_qs"] is not None
                                                                else "")
                   + f" → kept {g['kept']} of {g['scored']} scored → {output}")
+    check_manifest(res.gate_manifest)
 
 
 # ---------------------------------------------------------------------------------
@@ -284,7 +287,7 @@ def synthesize_cmd(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Synthesize verified environments (the ASTRA method §2.3-2.4): tool spec -> complexity scaling -> call
@@ -307,7 +310,7 @@ def synthesize_cmd(
                   f"on merge failure: {on_merge_fail}")
     t0 = time.perf_counter()
     run_stage_cli(stage, qa, output / INDEX_NAME, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
     console.print(f"took {time.perf_counter() - t0:.1f} s")
     _env_summary(output)
 

@@ -272,7 +272,7 @@ class ValidateResult:
 def run_validate(inputs: Iterable[Any] | str | os.PathLike[str], output: str | os.PathLike[str], *,
                  stage: ScoreStage, percentile: float = 90.0, min_qs: float | None = None,
                  limit: int | None = None, concurrency: int = 4, executor: str = "local",
-                 ray_address: str | None = None, retry_failed: bool = False, progress: bool = False) -> ValidateResult:
+                 ray_address: str | None = None, skip_failed: bool = False, progress: bool = False) -> ValidateResult:
     """Two-pass validation (see the module docstring): score into
     :func:`scored_path` (``output``), gate into ``output``."""
     if not 0 <= percentile <= 100:
@@ -282,7 +282,7 @@ def run_validate(inputs: Iterable[Any] | str | os.PathLike[str], output: str | o
     out = StagePaths.of(output).output
     scored = scored_path(out)
     score_manifest = run_stage(stage, inputs, scored, concurrency=concurrency, limit=limit, executor=executor,
-                               ray_address=ray_address, retry_failed=retry_failed, progress=progress)
+                               ray_address=ray_address, skip_failed=skip_failed, progress=progress)
     records = list(read_outputs(scored, QAInstance))
     gate = gate_cutoff([float(r.scores["qs"]) for r in records], pct=percentile, min_qs=min_qs)
     gate["scored_digest"] = _digest(records)

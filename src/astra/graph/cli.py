@@ -29,7 +29,7 @@ from astra.cli_common import (
     NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
-    RetryFailedOpt,
+    SkipFailedOpt,
     TimeoutOpt,
     cli_errors,
     console,
@@ -92,7 +92,7 @@ def build_cmd(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Build one transition graph per server (writes OUTPUT/graphs.jsonl)."""
@@ -105,7 +105,7 @@ def build_cmd(
                             dataflow_weight=dataflow_weight, threshold=threshold)
     out = _graphs_output(output)
     run_stage_cli(stage, tools, out, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
     graphs = list(read_outputs(out, ToolGraph))
     annotate_manifest(out, "graph_stats", {g.server: {**g.stats, "proposals": g.proposals} for g in graphs})
     t = Table(title=f"graphs ({', '.join(stage.sources)})", title_justify="left")
@@ -114,8 +114,12 @@ def build_cmd(
     for g in graphs:
         s, p = g.stats, g.proposals
         by = s.get("edges_by_provenance", {})
-        prop = (f"{p.get('ok', 0)} ok, {p.get('failed', 0)} failed, {p.get('hallucinated_names', 0)} bad names"
-                if p else "-")
+        prop = "-"
+        if p:
+            kept, single = p.get("kept_chains", 0), p.get("single_tool_segments", 0)
+            prop = (f"{p.get('ok', 0)} ok, {p.get('failed', 0)} unusable; {kept} chains kept"
+                    + (f", {single} single-tool dropped" if single else "")
+                    + (f", {p.get('hallucinated_names', 0)} bad names" if p.get("hallucinated_names") else ""))
         t.add_row(g.server, str(s.get("nodes")), str(s.get("edges")),
                   f"{by.get('dataflow', 0)}/{by.get('llm', 0)}/{by.get('both', 0)}", f"{s.get('density', 0):.2f}",
                   str(s.get("weakly_connected_components")), prop)
@@ -140,7 +144,7 @@ def chains_cmd(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Sample candidate chains by seeded, weight-biased random walks on each graph."""
@@ -150,7 +154,7 @@ def chains_cmd(
     stage = ChainsStage(walks=walks, min_len=min_len, max_len=max_len, seed=seed, allow_cycles=allow_cycles,
                         max_per_server=max_per_server, start=start)
     run_stage_cli(stage, src, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
     per = Counter(c.server for c in read_outputs(output, Chain))
     if per:
         console.print("chains per server: " + ", ".join(f"{k} {v}" for k, v in sorted(per.items())))
@@ -181,7 +185,7 @@ def verify_cmd(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Keep the chains that pass every selected check; rejections name the failing check."""
@@ -200,4 +204,4 @@ def verify_cmd(
     stage = VerifyChainsStage(str(tools_path), checks=selected, votes=votes, llm=settings, bt_llm=bt)
     console.print(f"checks: {', '.join(selected)}; servers from {tools_path}")
     run_stage_cli(stage, chains, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from astra.llm import LLMClient
 from astra.llm.errors import LLMError
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.types import Rejection, Tool, ToolServer
 
@@ -106,11 +107,13 @@ async def propose_chains(client: LLMClient, server: ToolServer, *, proposals: in
             return await client.structured(messages, ChainProposals, max_repairs=max_repairs,
                                            temperature=temperature, max_tokens=max_tokens, sample_index=i)
         except LLMError as e:
+            if is_endpoint_failure(e):
+                raise
             return e
 
     results = await asyncio.gather(*(one(i) for i in range(proposals)))
     out = ProposalResult()
-    ok = failed = proposed = hallucinated = 0
+    ok = failed = proposed = hallucinated = single_tool = 0
     bad_names: set[str] = set()
     errors: list[str] = []
     for i, res in enumerate(results):
@@ -123,6 +126,7 @@ async def propose_chains(client: LLMClient, server: ToolServer, *, proposals: in
             continue
         ok += 1
         sample_bad: list[str] = []
+        kept_here = short_here = 0
         for pc in res.chains:
             proposed += 1
             segments, bad = validate_chain(pc.tools, server)
@@ -131,6 +135,15 @@ async def propose_chains(client: LLMClient, server: ToolServer, *, proposals: in
                 if len(seg) >= 2:
                     out.chains.append(seg)
                     out.tasks.append({"task": pc.task, "tools": seg})
+                    kept_here += 1
+                else:
+                    short_here += 1
+        single_tool += short_here
+        if not kept_here and not sample_bad:
+            # an answer, but nothing to learn a transition from: say so
+            out.rejections.append(Rejection(
+                key=key, reason="single_tool_chains",
+                detail=f"{len(res.chains)} proposed chain(s), none with two or more tools of the server"))
         if sample_bad:
             hallucinated += len(sample_bad)
             bad_names.update(sample_bad)
@@ -139,7 +152,7 @@ async def propose_chains(client: LLMClient, server: ToolServer, *, proposals: in
                 detail=f"dropped {len(sample_bad)} unknown tool name(s): {', '.join(sorted(set(sample_bad))[:10])}"))
     out.stats = {
         "requested": proposals, "ok": ok, "failed": failed, "proposed_chains": proposed,
-        "kept_chains": len(out.chains), "hallucinated_names": hallucinated,
+        "kept_chains": len(out.chains), "single_tool_segments": single_tool, "hallucinated_names": hallucinated,
         "hallucinated": sorted(bad_names)[:20], "errors": errors[:5],
     }
     return out

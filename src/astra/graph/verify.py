@@ -49,6 +49,7 @@ from astra.graph.dataflow import (
 from astra.graph.propose import compact, resolve_name, server_view, tool_view
 from astra.llm import LLMClient
 from astra.llm.errors import LLMError
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.types import ToolServer
 
@@ -217,6 +218,8 @@ async def vote_check(client: LLMClient, server: ToolServer, tools: list[str], *,
             r = await client.structured(messages, VoteReply, max_repairs=max_repairs, temperature=temperature,
                                         max_tokens=max_tokens, sample_index=i)
         except LLMError as e:
+            if is_endpoint_failure(e):
+                raise
             return {"verdict": None, "error": f"{type(e).__name__}: {str(e)[:300]}"}
         return {"verdict": r.verdict, "reason": compact(r.reason, 300)}
 
@@ -302,6 +305,8 @@ async def backtranslate_check(client: LLMClient, server: ToolServer, tools: list
         q = await client.structured([{"role": "user", "content": prompt}], QueryReply, max_repairs=max_repairs,
                                     temperature=0.0, max_tokens=max_tokens)
     except LLMError as e:
+        if is_endpoint_failure(e):
+            raise
         return CheckOutcome(ok=False, reason="backtranslate_failed",
                             detail=f"chain -> query failed: {type(e).__name__}: {str(e)[:300]}")
     record: dict[str, Any] = {"query": q.query}
@@ -315,6 +320,8 @@ async def backtranslate_check(client: LLMClient, server: ToolServer, tools: list
         seq = await bt_client.structured([{"role": "user", "content": prompt2}], ToolSequence,
                                          max_repairs=max_repairs, temperature=0.0, max_tokens=max_tokens)
     except LLMError as e:
+        if is_endpoint_failure(e):
+            raise
         return CheckOutcome(ok=False, record=record, reason="backtranslate_failed",
                             detail=f"query -> chain failed: {type(e).__name__}: {str(e)[:300]}")
     known = {t.name.lower(): t.name for t in server.tools}

@@ -26,7 +26,7 @@ from astra.cli_common import (
     NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
-    RetryFailedOpt,
+    SkipFailedOpt,
     TimeoutOpt,
     cli_errors,
     llm_settings,
@@ -55,14 +55,14 @@ def judge_command(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Judge trajectories (7 dimensions); keep those scoring at least --min-score."""
     settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
     stage = JudgeStage(min_score=min_score, mode=judge, settings=settings, max_tokens=max_tokens)
     run_stage_cli(stage, trajectories, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
 
 
 app = typer.Typer(name="judge", add_completion=False, help="The 7-dimension trajectory judge.")

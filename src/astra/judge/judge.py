@@ -21,10 +21,13 @@ dimension                      scale                               decided by
 
 Overall = the arithmetic mean of the seven. In ``llm`` mode the LLM parts are asked with
 structured output (one request for the first turn, one per later round, one for the
-necessity of the calls the rules left open, one for the final answer). **If any of them
-fails** (:class:`~astra.llm.errors.LLMError`, including
-:class:`~astra.llm.errors.StructuredOutputError`) **the judgement is failed**: ``overall``
-is None, ``failed`` says why, and the trajectory is never kept on its strength. In
+necessity of the calls the rules left open, one for the final answer). **If the judge's
+reply is unusable** (:class:`~astra.llm.errors.StructuredOutputError` after the repair
+rounds, or a reply that skips calls) **the judgement is failed**: ``overall`` is None,
+``failed`` says why, and the trajectory is never kept on its strength. An endpoint that
+does not answer (timeouts, connection errors, 5xx, rate limits, refused requests: see
+:mod:`astra.pipeline.failures`) is not a judgement at all: :meth:`Judge.judge` raises it,
+and the stage runner counts the trajectory as *failed* and judges it again on a rerun. In
 ``offline`` mode the LLM parts are scored by :mod:`astra.judge.heuristics` and labelled
 ``heuristic``.
 """
@@ -41,6 +44,7 @@ from astra.judge import heuristics as H
 from astra.judge.rules import CallVerdict, answer_language_rule, call_status, conciseness_rules
 from astra.judge.transcript import TranscriptView, read_transcript, render_rounds, render_tools
 from astra.llm import LLMClient, LLMError
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.types import Trajectory
 
@@ -159,8 +163,8 @@ class Judge:
         return OFFLINE_JUDGE if self.mode == "offline" else f"llm:{self.client.provider_id}"  # type: ignore[union-attr]
 
     async def judge(self, traj: Trajectory, *, min_score: float | None = None) -> Judgement:
-        """Score ``traj``. Never raises for a failing judge LLM: the judgement comes back
-        with ``failed`` set and ``overall`` None."""
+        """Score ``traj``. An unusable judge reply comes back as a judgement with
+        ``failed`` set and ``overall`` None; an endpoint failure raises."""
         view = read_transcript(traj)
         verdicts = conciseness_rules(view)
         try:
@@ -169,6 +173,8 @@ class Judge:
             else:
                 parts = await self._llm(view, verdicts)
         except LLMError as e:
+            if is_endpoint_failure(e):
+                raise
             return Judgement(mode=self.mode, judge=self.judge_id, min_score=min_score, passed=False,
                              failed={"error_type": type(e).__name__, "message": str(e)[:500],
                                      "part": str(getattr(e, "judge_part", ""))})

@@ -1,9 +1,10 @@
 """The judge stage (``judge``): Trajectory -> Trajectory with ``judgement`` set, kept when
 ``overall >= min_score``.
 
-Rejection reasons: ``judge_failed`` (the judge LLM failed or answered unusably: the
-judgement is missing and the trajectory is not kept on its strength), ``below_min_score``
-(detail: the seven scores).
+Rejection reasons: ``judge_unusable`` (the judge model answered, but its reply could not
+be parsed or used even after the repair rounds: the trajectory is not kept on its
+strength), ``below_min_score`` (detail: the seven scores). A judge endpoint that does not
+answer is a *failure*, not a rejection: the trajectory is judged again on a rerun.
 
 Mode: ``offline`` (heuristics, no LLM) or ``llm``. Left unset it is ``offline`` when the
 judge LLM is the tiny embedded default (``embedded`` without a path: SmolLM2-135M cannot
@@ -77,7 +78,7 @@ class JudgeStage(Stage[Trajectory, Trajectory]):
         assert self._judge is not None
         j = await self._judge.judge(record, min_score=self.min_score)
         if j.failed:
-            return StageResult.reject(record.id, "judge_failed", judgement_summary(j))
+            return StageResult.reject(record.id, "judge_unusable", judgement_summary(j))
         if not j.passed:
             return StageResult.reject(record.id, "below_min_score", judgement_summary(j))
         return StageResult.accept(record.model_copy(update={"judgement": j.model_dump(mode="json")}))

@@ -1,8 +1,10 @@
 """LLM usage accounting per stage: calls, tokens, cache hits, retries, failures.
 
 Every LLM request is counted against the stage active in the current context
-(:func:`stage_scope`), so a stage's manifest can record exactly what it cost. Counters
-from other processes (Ray workers) are merged with :meth:`UsageBook.merge`.
+(:func:`stage_scope`), so a stage's manifest can record exactly what it cost, and also
+against the record being processed (:func:`record_scope`), so a ledger line carries its
+own record's usage even when many records are in flight at once. Counters from other
+processes (Ray workers) are merged with :meth:`UsageBook.merge`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 
 _current_stage: contextvars.ContextVar[str] = contextvars.ContextVar("astra_stage", default="-")
+#: The usage of the record being processed (set by :func:`record_scope`): (stage, Usage).
+_current_record: contextvars.ContextVar[tuple[str, Usage] | None] = contextvars.ContextVar(
+    "astra_record_usage", default=None)
 
 
 @dataclass
@@ -52,10 +57,14 @@ class UsageBook:
 
     def record(self, stage: str | None = None, **delta: float) -> None:
         stage = stage or _current_stage.get()
+        scope = _current_record.get()
         with self._lock:
             u = self._by_stage.setdefault(stage, Usage())
             for k, v in delta.items():
                 setattr(u, k, getattr(u, k) + v)
+            if scope is not None and scope[0] == stage:
+                for k, v in delta.items():
+                    setattr(scope[1], k, getattr(scope[1], k) + v)
 
     def get(self, stage: str) -> Usage:
         with self._lock:
@@ -106,6 +115,18 @@ def stage_scope(name: str) -> Iterator[None]:
         yield
     finally:
         _current_stage.reset(token)
+
+
+@contextlib.contextmanager
+def record_scope() -> Iterator[Usage]:
+    """Also count the current stage's usage inside the block (and the tasks it spawns)
+    into the yielded :class:`Usage`: the usage of one record, exact under concurrency."""
+    acc = Usage()
+    token = _current_record.set((_current_stage.get(), acc))
+    try:
+        yield acc
+    finally:
+        _current_record.reset(token)
 
 
 def usage_delta(before: dict[str, Usage], after: dict[str, Usage]) -> dict[str, Usage]:

@@ -7,11 +7,14 @@ Files for an output ``X.jsonl``
   (no extra fields: any reader can ``model_validate`` a line).
 - ``X.ledger.jsonl``: one line per finished input:
   ``{"key", "n_outputs", "out_keys", "rejections": [...], "error", "error_type",
-  "seconds", "usage"}``. An input is *done* when its key is in the ledger. ``usage`` is
-  the stage's LLM usage recorded since the previous ledger line (omitted when zero); a
-  line ``{"key": null, "usage": {...}}`` carries usage left at the end of a run (e.g.
-  from ``setup``). The manifest's ``llm_usage`` is the sum over the ledger, so it is
-  exact across runs and kills (only the usage of records in flight at a kill is lost).
+  "failure", "seconds", "usage"}``. An input is *decided* when its latest ledger line
+  has no ``error``. ``failure`` is the kind of a failed input (``endpoint`` or
+  ``error``, see :mod:`astra.pipeline.failures`). ``usage`` is the LLM usage of that
+  input's own processing (omitted when zero; exact under concurrency: each record runs
+  in its own :func:`~astra.llm.usage.record_scope`); a line ``{"key": null, "usage":
+  {...}}`` carries the stage's usage outside any record (``setup``, records cancelled
+  by a stop). The manifest's ``llm_usage`` is the sum over the ledger, so it is exact
+  across runs and kills (only the usage of records in flight at a kill is lost).
 - ``X.manifest.json``: a :class:`Manifest` (counts, rejection reasons, errors, LLM
   usage), rewritten atomically every ``manifest_interval`` seconds and at the end.
 - ``X.lock``: an empty file flock-ed while a run writes ``X`` (a second concurrent run is
@@ -31,10 +34,18 @@ also lists each output's own ``record_key()`` for tracing). Inputs whose key is 
 ledger are skipped; the others are processed again. A run killed with SIGKILL and rerun
 therefore ends with the same set of records as an uninterrupted run.
 
-An exception raised by ``process`` is recorded in the ledger (``error``) and counted as
-*failed*; the run goes on. ``retry_failed=True`` processes failed inputs again (the
-later ledger line wins). :func:`read_outputs` reads only the ledger-accounted records,
-so it is safe on the output of a running or killed stage.
+Failures, rejections and stops
+------------------------------
+An exception raised by ``process`` is recorded in the ledger (``error``, ``failure``) and
+counted as *failed*; the run goes on. A failure is not a decision about the record (an
+endpoint that was down, a timeout, a bug): the next run processes failed inputs again
+(the later ledger line wins) unless ``skip_failed=True``. Rejections are decisions and
+are never redone. After ``max_endpoint_failures`` endpoint failures in a row (no input
+decided in between) the run stops early (status ``stopped``) and raises
+:class:`~astra.errors.EndpointDown`; the inputs not yet processed are simply not in the
+ledger, so a rerun picks them up. The output file always exists after a run, empty when
+nothing was accepted. :func:`read_outputs` reads only the ledger-accounted records, so it
+is safe on the output of a running or killed stage.
 """
 
 from __future__ import annotations
@@ -61,9 +72,10 @@ except ImportError:  # pragma: no cover - not POSIX
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from astra.errors import ConfigError, InputError
-from astra.io import append_lines, read_records, repair_jsonl, write_json
-from astra.llm.usage import USAGE, Usage, stage_scope, usage_delta
+from astra.errors import ConfigError, EndpointDown, InputError
+from astra.io import append_lines, ensure_parent, read_records, repair_jsonl, wrap_os_errors, write_json
+from astra.llm.usage import USAGE, Usage, record_scope, stage_scope
+from astra.pipeline.failures import ENDPOINT, ENDPOINT_ERROR_NAMES, ERROR, failure_kind
 from astra.pipeline.stage import Stage, StageResult
 from astra.types import Record, Rejection
 
@@ -72,6 +84,10 @@ log = logging.getLogger("astra.pipeline")
 M = TypeVar("M", bound=BaseModel)
 
 Executor = Literal["local", "ray"]
+
+#: Endpoint failures in a row after which a run stops (``ASTRA_MAX_ENDPOINT_FAILURES``
+#: overrides it for the CLI; 0 turns the breaker off).
+DEFAULT_MAX_ENDPOINT_FAILURES = 5
 
 
 # ---------------------------------------------------------------------------------
@@ -115,9 +131,11 @@ class Manifest(BaseModel):
     executor: str = "local"
     concurrency: int = 1
     limit: int | None = None
-    retry_failed: bool = False
-    status: Literal["running", "complete", "interrupted", "error"] = "running"
-    error: str | None = None  # why the run itself stopped (status "error")
+    skip_failed: bool = False  # failed inputs of earlier runs were left failed, not retried
+    # complete: every input read was decided or failed; stopped: the endpoint breaker
+    # stopped the run early; error: the run itself raised; interrupted: Ctrl-C
+    status: Literal["running", "complete", "interrupted", "error", "stopped"] = "running"
+    error: str | None = None  # why the run itself stopped (status "error" / "stopped")
     started_at: str = ""
     updated_at: str = ""
     finished_at: str | None = None
@@ -128,17 +146,19 @@ class Manifest(BaseModel):
     duplicate_inputs: int = 0  # inputs whose key already appeared in this run's stream
     skipped_done: int = 0  # inputs already in the ledger
     processed: int = 0  # inputs processed by this run
+    processed_failed: int = 0  # of those, inputs that failed
     dropped_orphans: int = 0  # output lines removed on start (outputs without ledger line)
     # -- totals over the ledger (latest line per input key)
     done: int = 0  # distinct input keys in the ledger
     accepted: int = 0  # inputs with >= 1 output
     rejected: int = 0  # inputs with 0 outputs and >= 1 rejection
     empty: int = 0  # inputs with 0 outputs, no rejection, no error
-    failed: int = 0  # inputs whose processing raised
+    failed: int = 0  # inputs whose latest processing raised (retried by a rerun)
     outputs: int = 0  # records in the output file
     rejections: int = 0  # rejection entries (an accepted input may also reject some)
     rejections_by_reason: dict[str, int] = Field(default_factory=dict)
     errors_by_type: dict[str, int] = Field(default_factory=dict)
+    failures_by_kind: dict[str, int] = Field(default_factory=dict)  # endpoint / error
     # -- LLM usage of this stage, summed over every run (Usage fields)
     llm_usage: dict[str, Any] = Field(default_factory=lambda: Usage().to_dict())  # over the ledger
     warnings: list[str] = Field(default_factory=list)
@@ -188,11 +208,13 @@ class Outcome:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     error_type: str | None = None
+    failure: str | None = None  # the kind of a failure: "endpoint" or "error"
     seconds: float = 0.0
+    record_usage: dict[str, Any] | None = None  # the LLM usage of this record's processing
     usage: dict[str, dict[str, Any]] | None = None  # usage deltas from a remote worker
 
     def ledger_entry(self) -> dict[str, Any]:
-        return {
+        entry = {
             "key": self.key,
             "n_outputs": len(self.outputs),
             "out_keys": self.out_keys,
@@ -201,12 +223,29 @@ class Outcome:
             "error_type": self.error_type,
             "seconds": round(self.seconds, 3),
         }
+        if self.failure:
+            entry["failure"] = self.failure
+        if self.record_usage:
+            entry["usage"] = self.record_usage
+        return entry
 
 
 def failure(key: str, exc: BaseException, seconds: float = 0.0) -> Outcome:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
-    return Outcome(key=key, error=f"{name}: {msg}" if msg else name, error_type=name, seconds=seconds)
+    return Outcome(key=key, error=f"{name}: {msg}" if msg else name, error_type=name,
+                   failure=failure_kind(exc), seconds=seconds)
+
+
+def _usage_dict(u: Usage) -> dict[str, Any] | None:
+    d = {k: v for k, v in u.to_dict().items() if v}
+    return d or None
+
+
+def _minus(a: Usage, b: Usage) -> Usage:
+    out = Usage(**{k: getattr(a, k) - getattr(b, k) for k in Usage.__dataclass_fields__})
+    out.seconds = round(out.seconds, 6)
+    return out
 
 
 def _out_key(rec: Record) -> str | None:
@@ -217,12 +256,19 @@ def _out_key(rec: Record) -> str | None:
 
 
 async def process_one(stage: Stage, key: str, record: Record) -> Outcome:
-    """Run ``stage.process`` on one record under ``stage_scope`` and serialize the result.
+    """Run ``stage.process`` on one record under ``stage_scope`` and a per-record
+    ``record_scope`` (its usage goes with the outcome) and serialize the result.
     Exceptions become a failed :class:`Outcome`; cancellation propagates."""
     t0 = time.perf_counter()
+    with stage_scope(stage.name), record_scope() as used:
+        out = await _process(stage, key, record, t0)
+    out.record_usage = _usage_dict(used)
+    return out
+
+
+async def _process(stage: Stage, key: str, record: Record, t0: float) -> Outcome:
     try:
-        with stage_scope(stage.name):
-            result = await stage.process(record)
+        result = await stage.process(record)
         if not isinstance(result, StageResult):
             raise TypeError(f"{type(stage).__name__}.process returned {type(result).__name__}, "
                             "expected StageResult")
@@ -254,6 +300,7 @@ class _Entry(NamedTuple):
     n_outputs: int
     reasons: tuple[str, ...]
     error_type: str | None
+    failure: str | None = None  # "endpoint" / "error" for a failed input
 
     @property
     def status(self) -> str:
@@ -268,7 +315,10 @@ def _entry(obj: dict[str, Any]) -> _Entry:
     err = obj.get("error")
     etype = obj.get("error_type") or (str(err).split(":", 1)[0] if err else None)
     reasons = tuple(str(r.get("reason", "?")) for r in obj.get("rejections") or ())
-    return _Entry(int(obj.get("n_outputs", 0)), reasons, etype)
+    kind = None
+    if etype:  # ledgers written before the kind was recorded: judge by the exception name
+        kind = obj.get("failure") or (ENDPOINT if etype in ENDPOINT_ERROR_NAMES else ERROR)
+    return _Entry(int(obj.get("n_outputs", 0)), reasons, etype, kind)
 
 
 class Ledger:
@@ -281,6 +331,7 @@ class Ledger:
         self.status: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
 
     @classmethod
     def load(cls, path: Path, *, tolerant: bool = False) -> Ledger:
@@ -288,16 +339,16 @@ class Ledger:
         led = cls()
         if not path.exists():
             return led
-        with path.open("r", encoding="utf-8") as f:
+        with path.open("rb") as f:
             lines = f.readlines()
         for i, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.decode("utf-8"))
                 if not isinstance(obj, dict) or "key" not in obj:
                     raise ValueError("a ledger line needs a 'key'")
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:
                 if tolerant and i == len(lines):
                     break
                 raise InputError(f"bad ledger line ({e})", path=str(path), line=i) from None
@@ -324,10 +375,12 @@ class Ledger:
             self.reasons[r] += sign
         if e.error_type:
             self.errors[e.error_type] += sign
+            self.failures[e.failure or ERROR] += sign
 
-    def is_done(self, key: str, retry_failed: bool = False) -> bool:
+    def is_done(self, key: str, skip_failed: bool = False) -> bool:
+        """Decided (accepted / rejected / empty), or failed and ``skip_failed``."""
         e = self.latest.get(key)
-        return e is not None and not (retry_failed and e.error_type)
+        return e is not None and (not e.error_type or skip_failed)
 
     def totals(self) -> dict[str, Any]:
         return {
@@ -340,6 +393,7 @@ class Ledger:
             "rejections": sum(self.reasons.values()),
             "rejections_by_reason": {k: v for k, v in sorted(self.reasons.items()) if v > 0},
             "errors_by_type": {k: v for k, v in sorted(self.errors.items()) if v > 0},
+            "failures_by_kind": {k: v for k, v in sorted(self.failures.items()) if v > 0},
         }
 
 
@@ -489,7 +543,8 @@ def run_stage(
     executor: Executor = "local",
     progress: bool = True,
     ray_address: str | None = None,
-    retry_failed: bool = False,
+    skip_failed: bool = False,
+    max_endpoint_failures: int | None = DEFAULT_MAX_ENDPOINT_FAILURES,
     manifest_interval: float = 5.0,
     fsync: bool = False,
     ray_workers: int | None = None,
@@ -497,8 +552,11 @@ def run_stage(
 ) -> Manifest:
     """Run ``stage`` over ``inputs`` (records, dicts, or a JSONL path) into ``output``.
 
-    Resumes from the ledger next to ``output``. Returns the final :class:`Manifest`.
-    From inside a running event loop use :func:`arun_stage`.
+    Resumes from the ledger next to ``output``: decided inputs are skipped, failed ones
+    processed again (unless ``skip_failed``). Stops with :class:`~astra.errors.EndpointDown`
+    after ``max_endpoint_failures`` endpoint failures in a row (``None`` or 0: never).
+    Returns the final :class:`Manifest`. From inside a running event loop use
+    :func:`arun_stage`.
     """
     try:
         asyncio.get_running_loop()
@@ -508,9 +566,9 @@ def run_stage(
         raise ConfigError("run_stage() was called inside a running event loop; await arun_stage() instead")
     return asyncio.run(arun_stage(
         stage, inputs, output, concurrency=concurrency, limit=limit, executor=executor,
-        progress=progress, ray_address=ray_address, retry_failed=retry_failed,
-        manifest_interval=manifest_interval, fsync=fsync, ray_workers=ray_workers,
-        ray_actor_options=ray_actor_options,
+        progress=progress, ray_address=ray_address, skip_failed=skip_failed,
+        max_endpoint_failures=max_endpoint_failures, manifest_interval=manifest_interval, fsync=fsync,
+        ray_workers=ray_workers, ray_actor_options=ray_actor_options,
     ))
 
 
@@ -524,7 +582,8 @@ async def arun_stage(
     executor: Executor = "local",
     progress: bool = True,
     ray_address: str | None = None,
-    retry_failed: bool = False,
+    skip_failed: bool = False,
+    max_endpoint_failures: int | None = DEFAULT_MAX_ENDPOINT_FAILURES,
     manifest_interval: float = 5.0,
     fsync: bool = False,
     ray_workers: int | None = None,
@@ -539,11 +598,14 @@ async def arun_stage(
         raise ConfigError(f"limit must be >= 0, got {limit}")
     if executor not in ("local", "ray"):
         raise ConfigError(f"unknown executor {executor!r} (use 'local' or 'ray')")
+    if max_endpoint_failures is not None and max_endpoint_failures < 0:
+        raise ConfigError(f"max_endpoint_failures must be >= 0, got {max_endpoint_failures}")
 
     paths = StagePaths.of(output)
-    with _exclusive(paths):
+    with wrap_os_errors(paths.output), _exclusive(paths):
         return await _run(stage, inputs, paths, concurrency=concurrency, limit=limit, executor=executor,
-                          progress=progress, ray_address=ray_address, retry_failed=retry_failed,
+                          progress=progress, ray_address=ray_address, skip_failed=skip_failed,
+                          max_endpoint_failures=max_endpoint_failures or 0,
                           manifest_interval=manifest_interval, fsync=fsync, ray_workers=ray_workers,
                           ray_actor_options=ray_actor_options)
 
@@ -555,7 +617,7 @@ def _exclusive(paths: StagePaths) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover - not POSIX
         yield
         return
-    paths.lock.parent.mkdir(parents=True, exist_ok=True)
+    ensure_parent(paths.lock)
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -567,9 +629,31 @@ def _exclusive(paths: StagePaths) -> Iterator[None]:
         os.close(fd)
 
 
+class _Stop(Exception):
+    """Raised inside the run's task group when the endpoint breaker trips."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _stop_message(stage: Stage, n: int, last: str | None) -> str:
+    where = ""
+    cfg = stage.config()
+    for k in ("llm", "agent_llm"):
+        v = cfg.get(k)
+        if isinstance(v, dict) and (v.get("base_url") or v.get("spec")):
+            where = f" ({v.get('spec') or ''}{' at ' + v['base_url'] if v.get('base_url') else ''})"
+            break
+    return (f"{stage.name}: stopped after {n} records in a row failed to reach the endpoint{where}; "
+            f"last error: {last}. Check that the server is up and reachable (--base-url / "
+            "ASTRA_BASE_URL), the model name (--llm) and the API key, then rerun the same command: "
+            "failed and unprocessed records are retried")
+
+
 async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int, limit: int | None,
-               executor: str, progress: bool, ray_address: str | None, retry_failed: bool,
-               manifest_interval: float, fsync: bool, ray_workers: int | None,
+               executor: str, progress: bool, ray_address: str | None, skip_failed: bool,
+               max_endpoint_failures: int, manifest_interval: float, fsync: bool, ray_workers: int | None,
                ray_actor_options: dict[str, Any] | None) -> Manifest:
     source, input_path, total = _iter_inputs(stage, inputs)
     if limit is not None:
@@ -585,8 +669,9 @@ async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int
     repair_jsonl(paths.output)
     ledger = Ledger.load(paths.ledger)
     dropped = _truncate_outputs(paths, ledger.output_lines)
-    paths.ledger.parent.mkdir(parents=True, exist_ok=True)
+    ensure_parent(paths.ledger)
     paths.ledger.touch()  # exists before any output line, so orphans are always detectable
+    paths.output.touch()  # the output always exists, empty when nothing is accepted
 
     prev: Manifest | None = None
     if resumed and paths.manifest.exists():
@@ -605,34 +690,32 @@ async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int
 
     started, t0 = _now(), time.monotonic()
     run = Counter[str]()
-    usage_mark = USAGE.get(stage.name)  # the stage's usage already in the ledger
+    prior_usage = Usage()
+    prior_usage.add(ledger.usage)  # the usage earlier runs left in the ledger
+    usage_start = USAGE.get(stage.name)  # this run's usage = the book's growth from here
+    committed = Usage()  # per-record usage written to ledger lines by this run
+    streak: list[str | None] = []  # the current run of endpoint failures (their errors)
 
-    def take_usage() -> dict[str, Any] | None:
-        """The stage's usage since the last ledger line, as a dict (None when zero)."""
-        nonlocal usage_mark
-        now = USAGE.get(stage.name)
-        d = usage_delta({"s": usage_mark}, {"s": now}).get("s")
-        usage_mark = now
-        if d is None:
-            return None
-        return {k: v for k, v in (d.to_dict() | {"seconds": d.seconds}).items() if v}
+    def run_usage() -> Usage:
+        return _minus(USAGE.get(stage.name), usage_start)
 
     def manifest(status: str, error: str | None = None) -> Manifest:
         use = Usage()
-        use.add(ledger.usage)
-        use.add(usage_delta({"s": usage_mark}, {"s": USAGE.get(stage.name)}).get("s", Usage()))
+        use.add(prior_usage)
+        use.add(run_usage())
         warns = list(warnings)
         if run["duplicate_inputs"]:
             warns.append(f"{run['duplicate_inputs']} inputs repeated a key already seen; processed once")
         return Manifest(
             stage=stage.name, stage_class=_class_path(stage), config=config, input=input_path,
             output=str(paths.output), ledger=str(paths.ledger), executor=executor,
-            concurrency=concurrency, limit=limit, retry_failed=retry_failed, status=status,
+            concurrency=concurrency, limit=limit, skip_failed=skip_failed, status=status,
             error=error, started_at=started, updated_at=_now(),
             finished_at=_now() if status != "running" else None,
             seconds=round(time.monotonic() - t0, 3), runs=(prev.runs + 1) if prev else 1,
             inputs_seen=run["inputs_seen"], duplicate_inputs=run["duplicate_inputs"],
-            skipped_done=run["skipped_done"], processed=run["processed"], dropped_orphans=dropped,
+            skipped_done=run["skipped_done"], processed=run["processed"],
+            processed_failed=run["processed_failed"], dropped_orphans=dropped,
             llm_usage=use.to_dict(), warnings=warns, **ledger.totals(),
         )
 
@@ -660,12 +743,20 @@ async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int
         if out.outputs:
             append_lines(paths.output, out.outputs, fsync=fsync)
         entry = out.ledger_entry()
-        if (u := take_usage()) is not None:
-            entry["usage"] = u
         append_lines(paths.ledger, [entry], fsync=fsync)
         ledger.apply(entry)
+        if out.record_usage:
+            committed.add(Usage.from_dict(out.record_usage))
         run["processed"] += 1
+        if out.error:
+            run["processed_failed"] += 1
         advance()
+        if out.failure == ENDPOINT:
+            streak.append(out.error)
+            if max_endpoint_failures and len(streak) >= max_endpoint_failures:
+                raise _Stop(_stop_message(stage, len(streak), streak[-1]))
+        else:
+            streak.clear()
         if time.monotonic() - last_write >= manifest_interval:
             write_json(paths.manifest, manifest("running"))
             last_write = time.monotonic()
@@ -689,7 +780,7 @@ async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int
                 advance()
                 continue
             seen.add(key)
-            if ledger.is_done(key, retry_failed):
+            if ledger.is_done(key, skip_failed):
                 run["skipped_done"] += 1
                 advance()
                 continue
@@ -713,8 +804,10 @@ async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int
                         tg.create_task(work(i))
             finally:
                 await ex.close()
-                if (u := take_usage()) is not None:  # usage after the last ledger line
-                    entry = {"key": None, "usage": u}
+                # usage outside any committed record (setup, records cancelled by a stop)
+                rest = _usage_dict(_minus(run_usage(), committed))
+                if rest is not None:
+                    entry = {"key": None, "usage": rest}
                     append_lines(paths.ledger, [entry], fsync=fsync)
                     ledger.apply(entry)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -722,6 +815,9 @@ async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int
         raise
     except BaseException as e:
         inner = e.exceptions[0] if isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1 else e
+        if isinstance(inner, _Stop):
+            status, error = "stopped", inner.message
+            raise EndpointDown(inner.message) from None
         status, error = "error", f"{type(inner).__name__}: {inner}"
         if inner is not e:
             raise inner from None
@@ -735,6 +831,6 @@ async def _run(stage: Stage, inputs: Any, paths: StagePaths, *, concurrency: int
 
 
 __all__ = [
-    "Executor", "Ledger", "Manifest", "Outcome", "StagePaths", "arun_stage", "collect_manifests",
-    "load_manifest", "process_one", "read_outputs", "run_stage",
+    "DEFAULT_MAX_ENDPOINT_FAILURES", "Executor", "Ledger", "Manifest", "Outcome", "StagePaths", "arun_stage",
+    "collect_manifests", "load_manifest", "process_one", "read_outputs", "run_stage",
 ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from astra.llm import LLMClient, LLMError
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.rollout.backends import BackendUnavailable
 from astra.rollout.toolset import ToolSet
@@ -105,6 +106,8 @@ async def run_agent(
             resp = await client.chat(messages, tools=tools, temperature=temperature, max_tokens=max_tokens,
                                      sample_index=sample_index)
         except LLMError as e:
+            if is_endpoint_failure(e):
+                raise  # not the task's fault: the runner fails the task, a rerun retries it
             raise RolloutFailure("llm_error", f"turn {turn}: {type(e).__name__}: {e}",
                                  meta={"turns": turns, **toolset.meta()}) from None
         turns = turn
@@ -133,6 +136,8 @@ async def run_agent(
                 else:
                     out = await toolset.execute(c["id"], c["name"], c["arguments"], turn=turn)
             except BackendUnavailable as e:
+                if is_endpoint_failure(e):
+                    raise
                 raise RolloutFailure(e.reason, str(e), meta={"turns": turns, **toolset.meta()}) from None
             messages.append({"role": "tool", "tool_call_id": c["id"], "name": c["name"], "content": out.content})
     meta = {"turns": turns, "finish": finish, "max_turns": max_turns, "final_truncated": truncated,

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from astra.errors import AstraError, InputError, ToolCallError
+from astra.errors import AstraError, EndpointError, InputError, ToolCallError
 from astra.rollout.outcome import (
     INVALID_ARGUMENTS,
     TIMEOUT,
@@ -49,6 +49,11 @@ class BackendUnavailable(AstraError):
     """A server that cannot be used at all in this rollout."""
 
     reason = "backend_unavailable"
+
+
+class ServerUnreachable(BackendUnavailable, EndpointError):
+    """A live (MCP) server that cannot be reached: an outage, not the task's fault; the
+    task is *failed* and rolled out again on a rerun."""
 
 
 class EmulatorUnavailable(BackendUnavailable):
@@ -219,7 +224,7 @@ class MCPBackend:
         try:
             return await self._connect()
         except Exception as e:  # noqa: BLE001
-            raise BackendUnavailable(f"MCP server {self.server.name!r} unavailable: {e}") from None
+            raise ServerUnreachable(f"MCP server {self.server.name!r} unavailable: {e}") from None
 
     async def _call_once(self, session: Any, tool: Tool, args: dict[str, Any]) -> Any:
         from astra.tools.mcp_client import call_tool

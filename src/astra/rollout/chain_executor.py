@@ -30,6 +30,7 @@ import json
 import re
 from typing import Any
 
+from astra.pipeline.failures import is_endpoint_failure
 from astra.rollout.agent import AgentRun, RolloutFailure, initial_messages
 from astra.rollout.backends import BackendUnavailable
 from astra.rollout.phrases import normalize_language, phrases
@@ -272,6 +273,8 @@ async def run_chain_executor(task: Task, toolset: ToolSet, *, server: ToolServer
                 try:
                     out = await toolset.execute(c["id"], c["name"], c["arguments"], turn=turn)
                 except BackendUnavailable as e:
+                    if is_endpoint_failure(e):
+                        raise
                     raise fail(e.reason, str(e)) from None
                 messages.append({"role": "tool", "tool_call_id": c["id"], "name": c["name"], "content": out.content})
                 if out.ok:

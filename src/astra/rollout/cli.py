@@ -27,7 +27,7 @@ from astra.cli_common import (
     NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
-    RetryFailedOpt,
+    SkipFailedOpt,
     TimeoutOpt,
     cli_errors,
     console,
@@ -74,7 +74,7 @@ def rollout_command(
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    skip_failed: SkipFailedOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Roll out an agent (or the offline chain executor) on tasks; write trajectories."""
@@ -95,7 +95,7 @@ def rollout_command(
         console.print("[yellow]note:[/] no tool emulator (the tiny embedded model cannot emulate tools): tasks on "
                       "doc-only servers are rejected as no_emulator; pass --emulator-llm to emulate them")
     run_stage_cli(stage, tasks, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
 
 
 app = typer.Typer(name="rollout", add_completion=False, help="Roll out agents on tasks.")

@@ -24,6 +24,7 @@ from typing import Any
 
 from astra.llm import LLMClient, LLMError
 from astra.llm.client import extract_json
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.rollout.outcome import EMULATOR_FAILURE, FAILURE_KINDS, INJECTED_FAILURE, ToolOutcome, jsonable
 from astra.rollout.validation import schema_errors
@@ -114,6 +115,8 @@ class EmulatorBackend:
                                           temperature=self.temperature, max_tokens=self.max_tokens,
                                           json_schema=tool.output_schema, sample_index=sample)
         except LLMError as e:
+            if is_endpoint_failure(e):
+                raise  # an outage is not a tool result: the runner fails the task, a rerun retries it
             return self._failed(f"the emulator LLM failed: {type(e).__name__}: {e}")
         try:
             value = _coerce(extract_json(resp.content or ""), tool.output_schema)

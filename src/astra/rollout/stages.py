@@ -6,12 +6,18 @@ LLM client, the emulator's client, the server table and the backend pool are bui
 not for the Ray executor).
 
 Rejection reasons (one per failed sample, key ``<task id>#<sample>``): ``unknown_server``,
-``llm_error`` (the agent's LLM failed), ``backend_unavailable`` (a Python server that does
-not import, an MCP server that does not start), ``no_emulator`` (a doc-only server without
+``llm_error`` (the agent's LLM answered unusably), ``backend_unavailable`` (a Python server
+that does not import, a server without a call target), ``no_emulator`` (a doc-only server without
 an emulator LLM: none usable, see :meth:`RolloutStage.emulator_spec`), ``no_plan`` / ``chain_step_failed`` /
 ``derived_value_missing`` / ``tool_failed_after_retries`` / ``max_turns`` (the chain
 executor). A trajectory that hits the agent's max turns without answering is kept with
 ``meta.finish == "max_turns"``; the judge scores it.
+
+Outages are failures, not rejections (:mod:`astra.pipeline.failures`): when the agent's or
+the emulator's LLM endpoint does not answer, or a live MCP server cannot be reached or
+started, the
+whole task fails (none of its samples is kept) and a rerun rolls it out again — from the
+response cache for the calls that had succeeded.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from astra.errors import ConfigError, InputError
 from astra.llm import LLMClient, LLMSettings, make_client
 from astra.pipeline import Stage, StageResult
+from astra.pipeline.failures import is_endpoint_failure
 from astra.rollout.agent import DEFAULT_MAX_TURNS, AgentRun, RolloutFailure, run_agent
 from astra.rollout.backends import BackendUnavailable, SessionOpener
 from astra.rollout.chain_executor import run_chain_executor
@@ -219,6 +226,8 @@ class RolloutStage(Stage[Task, Trajectory]):
         try:
             toolset = self._pool.toolset([server], rng, task.query)
         except BackendUnavailable as e:
+            if is_endpoint_failure(e):
+                raise
             raise RolloutFailure(e.reason, str(e)) from None
         try:
             if is_llm_agent(self.agent):

@@ -43,6 +43,7 @@ from astra.errors import InputError
 from astra.io import read_records
 from astra.llm import LLMClient
 from astra.llm.errors import LLMError
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.tasks.generate import rng_for, stable_hash
 from astra.tasks.text import is_how_to, looks_english, missing_mentions, named_tools, normalize_query
@@ -360,6 +361,8 @@ async def augment_task(task: Task, modes: list[str], per_mode: int, *, offline: 
                     query, persona = offline.variant(task, mode, j)
                     language, backend = task.language, "offline"
             except LLMError as e:
+                if is_endpoint_failure(e):
+                    raise
                 rejections.append(Rejection(key=key, reason="augmentation_failed", detail=str(e)[:300]))
                 continue
             bad = check_variant(task, query, language, tool_names=names, seen=seen, key=key)

@@ -31,8 +31,9 @@ from astra.cli_common import (
     NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
-    RetryFailedOpt,
+    SkipFailedOpt,
     TimeoutOpt,
+    check_manifest,
     cli_errors,
     console,
     llm_settings,
@@ -121,8 +122,10 @@ def generate_cmd(
                                        "plans that succeed (turn off for tools with real side effects).")] = True,
     llm: LLMOpt = None, base_url: BaseUrlOpt = None, api_key_env: ApiKeyEnvOpt = None,
     llm_concurrency: LLMConcurrencyOpt = 8, no_cache: NoCacheOpt = False, llm_timeout: TimeoutOpt = 120.0,
-    limit: LimitOpt = None, concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None, retry_failed: RetryFailedOpt = False, no_progress: NoProgressOpt = False,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="Use only the first N chains and the first N servers (per mode).")] = None,
+    concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
 ) -> None:
     """Generate tasks: chain-conditioned (exactly the chain's tools, in order) and server-only."""
     modes = parse_generation_modes(mode)
@@ -133,12 +136,16 @@ def generate_cmd(
     backend = _resolve_backend(generator, llm, "generator")
     servers = _servers(tools, chains, required=True)
     chain_records: list[Chain] = list(read_outputs(chains, Chain)) if chains is not None and "chain" in modes else []
-    requests = generation_requests(chain_records, servers, modes)
+    requests = generation_requests(chain_records, servers, modes, limit=limit)
+    if limit is not None:
+        n_chain = sum(r.mode == "chain" for r in requests)
+        console.print(f"--limit {limit}: {n_chain} chain request(s), {len(requests) - n_chain} server request(s)",
+                      highlight=False)
     stage = GenerateStage(servers, generator=backend,
                           llm=_settings(backend, llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout),
                           per_chain=per_chain, per_server=per_server, max_k=max_k, seed=seed, dry_run=dry_run)
-    run_stage_cli(stage, requests, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+    run_stage_cli(stage, requests, output, concurrency=concurrency, executor=executor,
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
 
 
 @app.command("augment")
@@ -158,7 +165,7 @@ def augment_cmd(
     llm: LLMOpt = None, base_url: BaseUrlOpt = None, api_key_env: ApiKeyEnvOpt = None,
     llm_concurrency: LLMConcurrencyOpt = 8, no_cache: NoCacheOpt = False, llm_timeout: TimeoutOpt = 120.0,
     limit: LimitOpt = None, concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None, retry_failed: RetryFailedOpt = False, no_progress: NoProgressOpt = False,
+    ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
 ) -> None:
     """Augment tasks: keep each original and add diversity / complexity / persona variants."""
     if not tasks.exists():
@@ -168,7 +175,7 @@ def augment_cmd(
                          llm=_settings(backend, llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout),
                          seed=seed, personas=personas, servers=_servers(tools, None, required=False))
     run_stage_cli(stage, tasks, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
 
 
 @app.command("score")
@@ -192,7 +199,7 @@ def score_cmd(
     llm: LLMOpt = None, base_url: BaseUrlOpt = None, api_key_env: ApiKeyEnvOpt = None,
     llm_concurrency: LLMConcurrencyOpt = 8, no_cache: NoCacheOpt = False, llm_timeout: TimeoutOpt = 120.0,
     limit: LimitOpt = None, concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None, retry_failed: RetryFailedOpt = False, no_progress: NoProgressOpt = False,
+    ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
 ) -> None:
     """Score tasks (quality, realism, necessity, difficulty, uniqueness), keep those passing every
     threshold, and drop near duplicates."""
@@ -211,13 +218,14 @@ def score_cmd(
                        servers=_servers(tools, None, required=False))
     judged = judged_path(output)
     run_stage_cli(stage, tasks, judged, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, retry_failed=retry_failed, no_progress=no_progress)
+                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
     thresholds = Thresholds(quality=min_quality, realism=min_realism, necessity=min_necessity,
                             difficulty=min_difficulty, uniqueness=min_uniqueness)
     manifest = select_scored(judged, output, thresholds=thresholds, dedup_threshold=dedup_threshold,
                              progress=False)
     print_manifest(manifest)
     console.print(f"kept {manifest.outputs} task(s) in {output}", highlight=False)
+    check_manifest(manifest)
 
 
 __all__ = ["app"]

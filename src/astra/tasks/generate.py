@@ -52,6 +52,7 @@ from pydantic import BaseModel, Field
 
 from astra.llm import LLMClient
 from astra.llm.errors import LLMError
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.tasks.plan import (
     ExecutorFactory,
@@ -349,6 +350,8 @@ class LLMGenerator:
             try:
                 reply = await self._ask(prompt, i)
             except LLMError as e:
+                if is_endpoint_failure(e):
+                    raise
                 rejections.append(Rejection(key=k, reason="generation_failed", detail=str(e)[:300]))
                 continue
             unknown = validate_tools(server, reply.target_tools + [s.tool for s in reply.steps])
@@ -380,6 +383,8 @@ class LLMGenerator:
             try:
                 reply = await self._ask(prompt, i)
             except LLMError as e:
+                if is_endpoint_failure(e):
+                    raise
                 rejections.append(Rejection(key=key, reason="generation_failed", detail=str(e)[:300]))
                 continue
             unknown = validate_tools(server, reply.target_tools + [s.tool for s in reply.steps])

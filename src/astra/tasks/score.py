@@ -9,8 +9,9 @@ tool-selection difficulty and uniqueness, each 1..5 with a reason.
 A task is kept only if every score passes its threshold (:class:`Thresholds`; quality,
 realism and necessity are checked by default, difficulty and uniqueness only when given).
 With the LLM scorer (prompt ``task_score``, structured output) a reply that cannot be
-parsed or validated after the repair rounds is a **failure** -- the task is rejected as
-``score_failed``, never passed.
+parsed or validated after the repair rounds rejects the task as ``score_unusable`` (never
+passed); an endpoint that does not answer fails it instead (the runner retries it on a
+rerun).
 
 The offline scorer (:func:`offline_scores`) is a set of honest heuristics, not a judge of
 meaning. It reads the query, the task's plan (``arguments``: steps and the values it

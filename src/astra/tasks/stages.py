@@ -7,7 +7,7 @@ stage               input -> output       rejection reasons
                     Task (0..n)
 ``tasks.augment``   Task -> Task          see :mod:`astra.tasks.augment`
                     (original + variants)
-``tasks.score``     Task -> Task (scored) ``score_failed``
+``tasks.score``     Task -> Task (scored) ``score_unusable``
 ``tasks.select``    Task -> Task          ``low_<aspect>``, ``near_duplicate``
 ==================  ====================  =========================================
 
@@ -38,6 +38,7 @@ from astra.io import read_records
 from astra.llm import LLMClient, LLMSettings, make_client
 from astra.llm.errors import LLMError
 from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manifest, read_outputs, run_stage
+from astra.pipeline.failures import is_endpoint_failure
 from astra.tasks.augment import LLMAugmenter, OfflineAugmenter, augment_task, load_personas, parse_modes
 from astra.tasks.dedup import DEFAULT_DEDUP_THRESHOLD, select_tasks
 from astra.tasks.generate import MAX_K, LLMGenerator, OfflineGenerator, stable_hash
@@ -156,15 +157,19 @@ class GenerationRequest(Record):
         return f"server:{self.server}"
 
 
-def generation_requests(chains: list[Chain] | None, servers: list[ToolServer], modes: list[str]
-                        ) -> list[GenerationRequest]:
-    """Chain requests (one per chain, in file order) then server requests (one per server)."""
+def generation_requests(chains: list[Chain] | None, servers: list[ToolServer], modes: list[str],
+                        limit: int | None = None) -> list[GenerationRequest]:
+    """Chain requests (one per chain, in file order) then server requests (one per server).
+    ``limit`` applies to each mode: the first ``limit`` chains and the first ``limit``
+    servers (a limit over the concatenation would silently leave out every server)."""
+    if limit is not None and limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {limit}")
     out: list[GenerationRequest] = []
     if "chain" in modes:
-        for c in chains or []:
+        for c in (chains or [])[:limit]:
             out.append(GenerationRequest(mode="chain", server=c.server, chain=c))
     if "server" in modes:
-        for s in servers:
+        for s in servers[:limit]:
             out.append(GenerationRequest(mode="server", server=s.name))
     return out
 
@@ -298,7 +303,8 @@ class AugmentStage(_LLMStage):
 
 
 class ScoreStage(_LLMStage):
-    """Task -> the task with ``scores``; an LLM judgement that fails is ``score_failed``."""
+    """Task -> the task with ``scores``; an LLM judgement that cannot be parsed is
+    ``score_unusable``; an endpoint that does not answer fails the task (retried on a rerun)."""
 
     name = "tasks.score"
     input_model = Task
@@ -333,7 +339,9 @@ class ScoreStage(_LLMStage):
             try:
                 scores = await self._scorer.score(record, server)
             except LLMError as e:
-                return StageResult.reject(record.id, "score_failed", str(e)[:300])
+                if is_endpoint_failure(e):
+                    raise
+                return StageResult.reject(record.id, "score_unusable", str(e)[:300])
         else:
             scores = offline_scores(record, [t.name for t in server.tools] if server else None)
         return StageResult.accept(record.model_copy(update={"scores": scores}))
@@ -437,7 +445,7 @@ def generate_tasks(chains: str | os.PathLike[str] | list[Chain] | None, servers:
                 raise InputError("chains file not found", path=str(cp))
             paths = StagePaths.of(cp)
             chain_records = list(read_outputs(cp, Chain) if paths.ledger.exists() else read_records(cp, Chain))
-    requests = generation_requests(chain_records, servers, mode_list)
+    requests = generation_requests(chain_records, servers, mode_list, limit=runner.pop("limit", None))
     stage = GenerateStage(servers, generator=generator, llm=llm, per_chain=per_chain, per_server=per_server,
                           max_k=max_k, seed=seed, dry_run=dry_run, client=client)
     return run_stage(stage, requests, output, **runner)
