@@ -24,9 +24,10 @@ from astra.cli_common import (
     cli_errors,
     console,
     llm_settings,
+    note,
     setup_logging,
 )
-from astra.errors import ConfigError, InputError
+from astra.errors import ConfigError, InputError, NothingProduced
 
 app = typer.Typer(
     name="astra", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -138,14 +139,19 @@ def ingest_tools(sources: list[str], output: Path, **options) -> dict:
     write_json(StagePaths.of(output).manifest, manifest)
     n_tools = sum(len(s.tools) for s in result.servers)
     domains = sorted({s.domain for s in result.servers})
-    console.print(f"[green]ingested[/] {len(result.servers)} servers, {n_tools} tools, "
-                  f"{len(domains)} domains → {output}")
+    note("ingested", f"{len(result.servers)} servers, {n_tools} tools, {len(domains)} domains → {output}",
+         style="green")
     for reason, n in reasons.most_common():
         console.print(f"  dropped {n}: {reason}")
     for err in result.errors[:20]:
-        console.print(f"  [yellow]input error[/] {err}", highlight=False)
+        note("  input error", err)
     if len(result.errors) > 20:
         console.print(f"  … {len(result.errors) - 20} more input errors in the manifest")
+    if not result.servers:
+        why = [f"{len(result.errors)} input error(s)"] if result.errors else []
+        why += [f"dropped {n}: {reason}" for reason, n in reasons.most_common()]
+        raise NothingProduced(f"no tool server ingested from {' '.join(sources)}"
+                              + (f" ({'; '.join(why)})" if why else " (the sources hold no tools)"))
     return {"servers": len(result.servers), "tools": n_tools, "domains": domains,
             "rejections": dict(reasons), "errors": len(result.errors)}
 
@@ -226,10 +232,10 @@ def llm_chat(
     for tc in resp.tool_calls:
         typer.echo(f"tool call: {tc.name}({tc.arguments})")
     for err in resp.parse_errors:
-        console.print(f"[yellow]unreadable tool call[/] {err}")
+        note("unreadable tool call", err)
     u = USAGE.total()
-    console.print(f"[dim]{client.provider_id} · {resp.prompt_tokens}+{resp.completion_tokens} tokens · "
-                  f"{'cache hit' if resp.cached else f'{u.seconds:.1f}s'} · finish {resp.finish_reason}[/]")
+    console.print(f"{client.provider_id} · {resp.prompt_tokens}+{resp.completion_tokens} tokens · "
+                  f"{'cache hit' if resp.cached else f'{u.seconds:.1f}s'} · finish {resp.finish_reason}", style="dim")
 
 
 @llm_app.command("stats")

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from astra.cli_common import console
 from astra.errors import AstraError, ConfigError
@@ -136,7 +137,7 @@ def _invoke(args: list[str]) -> None:
     from astra.cli import app
 
     command = typer.main.get_command(app)
-    console.print(f"\n[bold cyan]$ astra {' '.join(args)}[/]")
+    console.print(f"\n$ astra {' '.join(args)}", style="bold cyan")
     try:
         code = command.main(args=args, prog_name="astra", standalone_mode=False)
     except click.ClickException as e:
@@ -169,7 +170,7 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     out.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]astra demo[/] profile={profile} → {out} "
+    console.print(Text("astra demo", style="bold"), f"profile={profile} → {out} "
                   f"(LLM: {llm or 'embedded, offline generators where the tiny model cannot do the job'})")
     results: list[StepResult] = []
     skipped: list[str] = []
@@ -237,6 +238,6 @@ def _print_summary(results: list[StepResult], skipped: list[str], out: Path) -> 
     for r in results:
         t.add_row(r.name, r.output, r.summary, f"{r.seconds:.1f}")
     for name in skipped:
-        t.add_row(name, "—", "[dim]skipped[/]", "")
+        t.add_row(name, "—", Text("skipped", style="dim"), "")
     console.print(t)
     console.print(f"LLM usage of this run: astra llm stats {out}")

@@ -110,10 +110,12 @@ def json_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
-def parse_json_line(raw: bytes | str, *, path: str, line: int | None = None) -> Any:
+def parse_json_line(raw: bytes | str, *, path: str, line: int | None = None,
+                    max_depth: int | None = MAX_JSON_DEPTH) -> Any:
     """Decode one JSON document (a JSONL line or a whole ``.json`` file): UTF-8, valid
-    JSON, at most :data:`MAX_JSON_DEPTH` deep. Raises :class:`InputError` naming
-    ``path``:``line``."""
+    JSON, at most ``max_depth`` deep (``None``: only the interpreter's limit). Raises
+    :class:`InputError` naming ``path``:``line`` (for a whole file, the line of a syntax
+    error)."""
     if isinstance(raw, bytes):
         if b"\x00" in raw:
             raise InputError("binary data (NUL bytes), not JSON text: is this the right file?",
@@ -130,13 +132,12 @@ def parse_json_line(raw: bytes | str, *, path: str, line: int | None = None) -> 
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        at = f"line {e.lineno} column {e.colno}" if line is None and e.lineno > 1 else f"column {e.colno}"
-        raise InputError(f"invalid JSON ({e.msg} at {at})", path=path, line=line) from None
+        raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", path=path,
+                         line=e.lineno if line is None else line) from None
     except RecursionError:
-        raise InputError(f"JSON nested too deep (more than {MAX_JSON_DEPTH} levels)", path=path,
-                         line=line) from None
-    if json_depth(obj) > MAX_JSON_DEPTH:
-        raise InputError(f"JSON nested too deep (more than {MAX_JSON_DEPTH} levels)", path=path, line=line)
+        raise InputError("JSON nested too deep for the parser", path=path, line=line) from None
+    if max_depth is not None and json_depth(obj, max_depth) > max_depth:
+        raise InputError(f"JSON nested too deep (more than {max_depth} levels)", path=path, line=line)
     return obj
 
 
@@ -183,14 +184,20 @@ def write_atomic(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (temp file in the same dir + rename)."""
     path = Path(path)
     ensure_parent(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        e.filename = str(path)  # name the file being written, not the temporary one
+        raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            e.filename = str(path)
         raise
 
 

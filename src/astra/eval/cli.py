@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from astra.cli_common import ApiKeyEnvOpt, NoCacheOpt, TimeoutOpt, cli_errors, console, llm_settings
 
@@ -85,14 +86,14 @@ def bfcl_command(
 
     def progress(e) -> None:
         done["n"] += 1
-        mark = "[green]✓[/]" if e.valid else f"[red]✗[/] [dim]{e.error_type or ''}[/]"
-        console.print(f"  {done['n']:4d} {e.id} {mark}", highlight=False)
+        mark = Text("✓", "green") if e.valid else Text.assemble(("✗", "red"), " ", (e.error_type or "", "dim"))
+        console.print(f"  {done['n']:4d} {e.id}", mark, highlight=False)
 
     report = run_bfcl(model, categories=categories, limit=limit, ids=_split(ids), output=output, settings=settings,
                       concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
                       command=_command_line(), on_entry=progress)
     console.print(report.table())
-    console.print(f"[dim]{sum(c.total for c in report.categories)} entries in {report.seconds:.0f}s[/]")
+    console.print(f"{sum(c.total for c in report.categories)} entries in {report.seconds:.0f}s", style="dim")
     if output is not None:
         console.print(f"results → {output}/ (BFCL_v4_*_result.json, BFCL_v4_*_score.json, bfcl_summary.md)")
 
@@ -137,10 +138,10 @@ def tau2_command(
     settings = llm_settings(None, None, None, concurrency=max(8, concurrency), no_cache=no_cache, timeout=timeout)
 
     def progress(r) -> None:
-        mark = "[green]✓[/]" if r.success else "[red]✗[/]"
-        extra = f" [dim]{r.error}[/]" if r.error else ""
-        console.print(f"  {r.domain}/{r.task_id} trial {r.trial + 1}: {mark} reward {r.reward:.2f} "
-                      f"({r.termination}){extra}", highlight=False)
+        mark = Text("✓", "green") if r.success else Text("✗", "red")
+        console.print(f"  {r.domain}/{r.task_id} trial {r.trial + 1}:", mark,
+                      Text.assemble(f"reward {r.reward:.2f} ({r.termination})", (f" {r.error}" if r.error else "", "dim")),
+                      highlight=False)
 
     report = run_tau2(agent, user_llm, domains=_split(domains) or [], base_url=base_url,
                       user_base_url=user_base_url, api_key_env=api_key_env, user_api_key_env=user_api_key_env,

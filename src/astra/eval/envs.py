@@ -33,6 +33,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, Field
+from rich.text import Text
 
 from astra.types import Environment
 
@@ -111,7 +112,7 @@ class EnvEvalReport(BaseModel):
         for m in self.models:
             rows = [("all", m.overall)] + sorted(m.by_scenario.items(), key=lambda kv: _scenario_rank(kv[0]))
             for i, (sc, x) in enumerate(rows):
-                t.add_row(m.model if i == 0 else "", sc if i else "[bold]all[/]", str(x.n),
+                t.add_row(m.model if i == 0 else "", sc if i else Text("all", style="bold"), str(x.n),
                           f"{x.success_rate:.3f}", f"{x.f1:.3f}", f"{x.recall:.3f}", f"{x.precision:.3f}",
                           f"{x.turns:.2f}", f"{x.calls:.2f}")
             t.add_section()
@@ -313,11 +314,11 @@ def eval_envs_command(
     import shlex
     import sys
 
-    from astra.cli_common import console, llm_settings
+    from astra.cli_common import console, llm_settings, print_error
     from astra.errors import AstraError
 
     if distractors not in ("none", "banded", "random"):
-        console.print(f"[bold red]error:[/] --distractors must be none, banded or random, got {distractors!r}")
+        print_error(f"--distractors must be none, banded or random, got {distractors!r}")
         raise typer.Exit(2)
     models = model or ["embedded"]
     settings = llm_settings(None, base_url, None, concurrency=max(8, concurrency), no_cache=no_cache)
@@ -326,18 +327,18 @@ def eval_envs_command(
         command = "astra " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     def progress(label: str, r: EpisodeResult) -> None:
-        mark = "[green]✓[/]" if r.success else ("[red]error[/]" if r.error else "[red]✗[/]")
-        console.print(f"  {label} {r.env_id} f1={r.f1:.2f} {mark}", highlight=False)
+        mark = Text("✓", "green") if r.success else Text("error" if r.error else "✗", "red")
+        console.print(f"  {label} {r.env_id} f1={r.f1:.2f}", mark, highlight=False)
 
     try:
         report = evaluate_envs(envs, models, limit=limit, max_turns=max_turns, distractors=distractors, seed=seed,
                                temperature=temperature, max_tokens=max_tokens, concurrency=concurrency,
                                settings=settings, command=command, on_episode=progress)
     except AstraError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_error(str(e))
         raise typer.Exit(1) from None
     if not report.n_envs:
-        console.print(f"[yellow]no environments in {envs}[/]")
+        console.print(f"no environments in {envs}", style="yellow")
     console.print(report.table())
     if output is not None:
         write_report(report, output)

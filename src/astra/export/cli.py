@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from astra.cli_common import cli_errors, console
+from astra.cli_common import cli_errors, console, note
 from astra.export.sft import FORMATS, MANIFEST, export_sft
 
 app = typer.Typer(name="export", no_args_is_help=True, add_completion=False,
@@ -44,7 +44,7 @@ def sft_command(
     """Export judged trajectories as an SFT dataset (loss on assistant tokens only)."""
     report = export_sft(judged, output, fmt=format, min_score=min_score, allow_unjudged=allow_unjudged,
                         tools_as=tools_as, thought=thought)
-    console.print(f"[green]exported[/] {report.written}/{report.seen} trajectories as {report.format} → {output}")
+    note("exported", f"{report.written}/{report.seen} trajectories as {report.format} → {output}", style="green")
     for reason, n in report.skipped.most_common():
         console.print(f"  skipped {n}: {reason}")
     console.print(f"  manifest: {output / MANIFEST}")

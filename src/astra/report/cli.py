@@ -14,11 +14,11 @@ def report_command(
 ) -> None:
     """Write one self-contained HTML report of a run: stage funnel, tool graphs, trajectories,
     environments, training curves, evaluation tables, LLM usage."""
-    from astra.cli_common import console
+    from astra.cli_common import console, print_error
     from astra.report.html import write_report
 
     if not run_dir.is_dir():
-        console.print(f"[bold red]error:[/] {run_dir}: not a directory")
+        print_error(f"{run_dir}: not a directory")
         raise typer.Exit(1)
     out = write_report(run_dir, output)
     console.print(f"report → {out} ({out.stat().st_size / 1024:.0f} KiB)")

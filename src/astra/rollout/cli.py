@@ -30,8 +30,8 @@ from astra.cli_common import (
     SkipFailedOpt,
     TimeoutOpt,
     cli_errors,
-    console,
     llm_settings,
+    note,
     run_stage_cli,
 )
 from astra.rollout.agent import DEFAULT_MAX_TURNS
@@ -92,8 +92,8 @@ def rollout_command(
         temperature=temperature, max_tokens=max_tokens, failure_rate=emulator_failure_rate, seed=seed,
         retries=retries, mcp_timeout=mcp_timeout, mcp_concurrency=mcp_concurrency)
     if stage.emulator_spec() is None:
-        console.print("[yellow]note:[/] no tool emulator (the tiny embedded model cannot emulate tools): tasks on "
-                      "doc-only servers are rejected as no_emulator; pass --emulator-llm to emulate them")
+        note("note:", "no tool emulator (the tiny embedded model cannot emulate tools): tasks on doc-only "
+             "servers are rejected as no_emulator; pass --emulator-llm to emulate them")
     run_stage_cli(stage, tasks, output, limit=limit, concurrency=concurrency, executor=executor,
                   ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from astra.errors import InputError, ToolSchemaError
+from astra.io import json_depth, parse_json_line, read_text_file
 from astra.tools.filter import TOOL_SCHEMA_UNMAPPABLE, filter_servers
 from astra.tools.schema import normalize_output_schema, normalize_parameters
 from astra.types import CallInfo, Rejection, Tool, ToolServer
@@ -44,6 +45,10 @@ SOURCE_FORMS = (
     "sse:http(s)://HOST/PATH (live MCP server, legacy SSE transport)",
     "py:MODULE, py:MODULE:CLASS, FILE.py or FILE.py:CLASS (Python tools)",
 )
+
+#: The deepest nesting a tool's parameter or output schema may have; a deeper tool is
+#: rejected (``tool_schema_unmappable``) and the rest of its file still ingests.
+MAX_SCHEMA_DEPTH = 64
 
 _PY_FILE = re.compile(r"^(?P<file>.+\.py)(?::(?P<cls>[A-Za-z_][\w.]*))?$")
 
@@ -104,8 +109,20 @@ def parse_source(source: str) -> Source:
     if s.endswith(".jsonl") or s.endswith(".json"):
         if not Path(s).is_file():
             raise InputError(f"tool file not found: {s}")
+        _check_text(s)
         return Source("jsonl" if s.endswith(".jsonl") else "json", s, source)
     raise InputError(f"unknown tool source {source!r}; accepted forms: {accepted}")
+
+
+def _check_text(path: str) -> None:
+    """Refuse a binary file (NUL bytes in its first 8 KiB) before reading it as JSON."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as e:
+        raise InputError(e.strerror or str(e), path=path) from None
+    if b"\x00" in head:
+        raise InputError("a binary file, not JSON or JSON Lines text: is this the right file?", path=path)
 
 
 # ---------------------------------------------------------------------------------
@@ -131,6 +148,11 @@ class _Collector:
 
 def _make_tool(server: str, raw: RawTool, out: _Collector) -> Tool | None:
     where = f"server {server!r} tool {raw.name!r}"
+    depth = max(json_depth(raw.parameters, MAX_SCHEMA_DEPTH), json_depth(raw.output_schema, MAX_SCHEMA_DEPTH))
+    if depth > MAX_SCHEMA_DEPTH:
+        out.rejections.append(Rejection(key=f"{server}/{raw.name}", reason=TOOL_SCHEMA_UNMAPPABLE,
+                                        detail=f"{where}: schema nested more than {MAX_SCHEMA_DEPTH} levels deep"))
+        return None
     fixes: list[str] = []
     try:
         params = normalize_parameters(raw.parameters, where=where, fixes=fixes)
@@ -314,15 +336,15 @@ def _astra_line(obj: Any, where: str, out: _Collector, source: str) -> None:
 def ingest_jsonl(path: str, out: _Collector) -> None:
     """ASTRA ``mcp_servers.jsonl``: one server per line; bad lines go to ``out.errors``."""
     p = Path(path)
-    with p.open("r", encoding="utf-8") as f:
+    with p.open("rb") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             where = f"{p.name}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                out.errors.append(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
+            try:  # not UTF-8, not JSON, too deep: this line is an error, the others still ingest
+                obj = parse_json_line(line, path=p.name, line=lineno, max_depth=None)
+            except InputError as e:
+                out.errors.append(str(e))
                 continue
             try:
                 _astra_line(obj, where, out, source=f"{path}:{lineno}")
@@ -352,10 +374,7 @@ def _openai_doc(doc: Any, where: str, out: _Collector, *, default_name: str, sou
 
 
 def _load_json(path: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", path=path, line=e.lineno) from None
+    return parse_json_line(read_text_file(path), path=path, max_depth=None)
 
 
 def ingest_json(path: str, out: _Collector, *, server_name: str | None = None) -> None:

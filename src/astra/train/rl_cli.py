@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from astra.cli_common import cli_errors, console
+from astra.cli_common import cli_errors, console, note
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -163,8 +163,7 @@ def _export(env_list, export: Path, *, model: str, reward: str, group_size: int,
         if "tools" not in (tokenizer.chat_template or ""):
             tokenizer.chat_template = tool_chat_template()
     except Exception as e:  # the model may only exist on the cluster: estimate prompt lengths
-        console.print(f"[yellow]note:[/] no tokenizer for {model!r} here ({type(e).__name__}); "
-                      "prompt lengths estimated", highlight=False)
+        note("note:", f"no tokenizer for {model!r} here ({type(e).__name__}); prompt lengths estimated")
     res = export_verl_job(env_list, export, model_path=str(model_path), reward=reward, group_size=group_size,
                           batch_size=batch, lr=lr, clip_low=clip_low, clip_high=clip_high, max_turns=max_turns,
                           distractors=distractors, distractor_k=distractor_k, temperature=temperature, top_p=top_p,
