@@ -18,6 +18,7 @@ from astra import __version__
 from astra.cli_common import (
     ApiKeyEnvOpt,
     BaseUrlOpt,
+    ConfigOpt,
     LLMOpt,
     NoCacheOpt,
     TimeoutOpt,
@@ -27,10 +28,11 @@ from astra.cli_common import (
     note,
     setup_logging,
 )
+from astra.cli_help import AstraGroup
 from astra.errors import ConfigError, InputError, NothingProduced
 
 app = typer.Typer(
-    name="astra", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="astra", cls=AstraGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Train tool-using LLM agents end to end: tool graphs → tasks → trajectories → SFT; "
          "multi-hop questions → verifiable environments → RL.",
 )
@@ -79,8 +81,19 @@ app.add_typer(eval_app, name="eval")
 app.command("report")(report_command)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"astra {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging; tracebacks of internal errors.")]
+    = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print astra's version and exit.")] = False,
+) -> None:
     setup_logging(verbose)
     if not sys.stderr.isatty():  # logs and CI: no carriage-return progress bars of HF libraries
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -281,6 +294,7 @@ def demo(
     base_url: BaseUrlOpt = None,
     training: Annotated[bool, typer.Option("--training/--no-training",
                                            help="Run SFT, RL and the held-out evaluation.")] = True,
+    config: ConfigOpt = None,
 ) -> None:
     """The main job: the whole flow on the bundled sample, offline, on the embedded model."""
     from astra.demo import run_demo

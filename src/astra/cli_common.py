@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -57,6 +56,92 @@ ApiKeyEnvOpt = Annotated[str | None, typer.Option(
 LLMConcurrencyOpt = Annotated[int, typer.Option("--llm-concurrency", help="Concurrent LLM requests.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the persistent LLM response cache.")]
 TimeoutOpt = Annotated[float, typer.Option("--llm-timeout", help="Seconds per LLM request before a retry.")]
+
+# -- a run from one file ----------------------------------------------------------------
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    from astra.io import read_text_file
+
+    raw = read_text_file(path)
+    suffix = path.suffix.lower()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"{path}: invalid YAML ({first})") from None
+    else:
+        raise ConfigError(f"{path}: a config file must end in .yaml, .yml or .toml")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values, got {type(data).__name__}")
+    return data
+
+
+def config_defaults(command: Any, data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Map a config file's keys (option names with or without dashes, or parameter names)
+    to the command's parameters; an unknown key is a :class:`ConfigError` naming it."""
+    lookup: dict[str, tuple[str, bool]] = {}  # key -> (parameter name, negated)
+    for p in command.params:
+        if p.name == "config":
+            continue
+        lookup[p.name.replace("-", "_")] = (p.name, False)
+        for opt in p.opts:
+            if opt.startswith("--"):
+                lookup[opt[2:].replace("-", "_")] = (p.name, False)
+        for opt in getattr(p, "secondary_opts", ()):
+            if opt.startswith("--"):
+                lookup[opt[2:].replace("-", "_")] = (p.name, True)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        k = str(key).strip().lstrip("-").replace("-", "_")
+        if k not in lookup:
+            known = ", ".join(sorted({n for n, _ in lookup.values()}))
+            raise ConfigError(f"{path}: unknown key {key!r} for `{command.name}` (known: {known})")
+        name, negated = lookup[k]
+        if negated:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: {key!r} takes true or false, got {value!r}")
+            value = not value
+        if name in out:
+            raise ConfigError(f"{path}: {key!r} sets {name!r} a second time")
+        out[name] = value
+    return out
+
+
+def _load_config(ctx: typer.Context, param: Any, value: Path | None) -> Path | None:
+    """``--config FILE``: the file's values become the command's defaults (explicit flags
+    still win). Runs before the other options (eager)."""
+    if value is None:
+        return None
+    try:
+        defaults = config_defaults(ctx.command, _read_config(Path(value)), Path(value))
+    except AstraError as e:
+        raise typer.BadParameter(str(e), ctx=ctx, param=param) from None
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", is_eager=True, callback=_load_config, metavar="FILE",
+    help="A YAML (.yaml/.yml) or TOML (.toml) file of option values (keys: the option names, e.g. "
+         "max_steps or max-steps); options given on the command line override them, an unknown key is an "
+         "error. One file reproduces a run.")]
 
 # -- runner options --------------------------------------------------------------------
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Process only the first N input records.")]
@@ -104,7 +189,7 @@ def cli_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             note("interrupted", "— rerun the same command to resume")
             raise typer.Exit(130) from None
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except OSError as e:
             print_error(os_error_message(e))

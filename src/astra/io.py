@@ -117,6 +117,8 @@ def parse_json_line(raw: bytes | str, *, path: str, line: int | None = None,
     :class:`InputError` naming ``path``:``line`` (for a whole file, the line of a syntax
     error)."""
     if isinstance(raw, bytes):
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise InputError("UTF-16 text: save the file as UTF-8", path=path, line=line)
         if b"\x00" in raw:
             raise InputError("binary data (NUL bytes), not JSON text: is this the right file?",
                              path=path, line=line)
@@ -132,10 +134,13 @@ def parse_json_line(raw: bytes | str, *, path: str, line: int | None = None,
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", path=path,
+        msg = e.msg[:-3] if e.msg.endswith(" at") else e.msg  # "Invalid control character at"
+        raise InputError(f"invalid JSON ({msg} at column {e.colno})", path=path,
                          line=e.lineno if line is None else line) from None
     except RecursionError:
         raise InputError("JSON nested too deep for the parser", path=path, line=line) from None
+    except ValueError as e:  # e.g. an integer literal longer than Python converts
+        raise InputError(f"invalid JSON ({str(e).split(':')[0]})", path=path, line=line) from None
     if max_depth is not None and json_depth(obj, max_depth) > max_depth:
         raise InputError(f"JSON nested too deep (more than {max_depth} levels)", path=path, line=line)
     return obj
@@ -154,11 +159,22 @@ def read_text_file(path: str | os.PathLike[str]) -> bytes:
         raise InputError(e.strerror or str(e), path=str(p)) from None
 
 
+def _utf8_safe(text: str, obj: Any, **kw: Any) -> str:
+    """``text`` when it encodes as UTF-8; else ``obj`` again with every non-ASCII character
+    escaped (a lone surrogate from a ``\\udXXX`` escape then round-trips exactly)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **kw)
+    return text
+
+
 def dumps(obj: Any) -> str:
     """One compact JSON line (no newline). Pydantic models are dumped in JSON mode."""
     if isinstance(obj, BaseModel):
         obj = obj.model_dump(mode="json")
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    kw: dict[str, Any] = {"separators": (",", ":"), "default": str}
+    return _utf8_safe(json.dumps(obj, ensure_ascii=False, **kw), obj, **kw)
 
 
 def append_lines(path: str | Path, objs: Iterable[Any], *, fsync: bool = False) -> None:
@@ -211,7 +227,8 @@ def write_jsonl(path: str | Path, objs: Iterable[Any]) -> int:
 def write_json(path: str | Path, obj: Any) -> None:
     if isinstance(obj, BaseModel):
         obj = obj.model_dump(mode="json")
-    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    kw: dict[str, Any] = {"indent": 2, "default": str}
+    write_atomic(path, _utf8_safe(json.dumps(obj, ensure_ascii=False, **kw), obj, **kw) + "\n")
 
 
 def repair_jsonl(path: str | Path) -> int:

@@ -40,6 +40,10 @@ def schema_errors(schema: dict[str, Any] | None, value: Any, *, limit: int = 5) 
     return out
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     """``(arguments, error)`` from a tool call's ``arguments`` (a JSON string or a dict)."""
     if isinstance(raw, dict):
@@ -49,9 +53,13 @@ def parse_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(raw, str):
         return None, f"arguments must be a JSON object, got {type(raw).__name__}"
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         return None, f"arguments are not valid JSON ({e.msg} at position {e.pos})"
+    except RecursionError:
+        return None, "arguments are not valid JSON (nested too deep)"
+    except ValueError as e:  # NaN / Infinity, an integer too long to convert
+        return None, f"arguments are not valid JSON ({str(e)[:120]})"
     if not isinstance(value, dict):
         return None, f"arguments must be a JSON object, got {type(value).__name__}"
     return value, None
@@ -67,7 +75,8 @@ def argument_errors(tool: Tool, args: dict[str, Any]) -> list[str]:
         known_msgs = " ".join(errors)
         for k in unknown:
             if repr(k) not in known_msgs:
-                errors.append(f"unknown parameter {k!r} (the tool takes: {', '.join(props) or 'none'})")
+                shown = repr(k) if len(k) <= 80 else repr(k[:77] + "...")
+                errors.append(f"unknown parameter {shown} (the tool takes: {', '.join(props) or 'none'})")
     return errors
 
 

@@ -121,6 +121,8 @@ def _check_text(path: str) -> None:
             head = f.read(8192)
     except OSError as e:
         raise InputError(e.strerror or str(e), path=path) from None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError("UTF-16 text: save the file as UTF-8", path=path)
     if b"\x00" in head:
         raise InputError("a binary file, not JSON or JSON Lines text: is this the right file?", path=path)
 

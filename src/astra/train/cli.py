@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from astra.cli_common import cli_errors, console
+from astra.cli_common import ConfigOpt, cli_errors, console
 
 app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
                   help="Train tool-using agents: SFT on trajectories, then multi-turn RL on environments.")
@@ -69,6 +69,7 @@ def sft_command(
     chat_template: Annotated[str, typer.Option("--chat-template", help=(
         "'auto' (the model's own when it supports tools and string arguments, else astra's ChatML tool "
         "template), 'model' or 'astra'."))] = "auto",
+    config: ConfigOpt = None,
 ) -> None:
     """Supervised fine-tuning on exported trajectories (loss on assistant tokens only)."""
     from pydantic import ValidationError

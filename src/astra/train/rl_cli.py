@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from astra.cli_common import cli_errors, console, note
+from astra.cli_common import ConfigOpt, cli_errors, console, note
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -80,6 +80,7 @@ def rl_command(
     max_response_length: Annotated[int, typer.Option("--max-response-length", help=(
         "veRL: response tokens per episode (all turns).")) ] = 8192,
     rollout_engine: Annotated[str, typer.Option("--rollout-engine", help="veRL: vllm | sglang.")] = "vllm",
+    config: ConfigOpt = None,
 ) -> None:
     """Online multi-turn RL (GRPO, no KL, token-mean loss, zero-std filtering, adaptive batch filling)."""
     from pydantic import ValidationError
