@@ -141,3 +141,58 @@ def test_cli_stage_that_keeps_nothing_exits_3_with_the_reasons(tmp_path):
     flat = " ".join(r.output.split())
     assert "no record written to" in flat and re.search(r"of (\d+) inputs, \1 rejected \(low_", flat), flat
     assert out.exists() and out.read_text() == ""  # the next command finds an empty file
+
+
+# ---------------------------------------------------------------------------------
+# Stage fixes
+# ---------------------------------------------------------------------------------
+
+
+async def test_proposals_of_single_tool_chains_are_rejected_with_a_reason():
+    from astra.graph.propose import propose_chains
+    from astra.llm import LLMClient
+    from astra.llm.testing import ScriptedChatProvider
+    from astra.tools.ingest import ingest
+
+    shop = next(s for s in ingest(["sample"]).servers if s.name == "shop")
+    replies = {0: {"chains": [{"task": "look", "tools": ["search_products"]},
+                              {"task": "buy", "tools": ["checkout"]}]},
+               1: {"chains": [{"task": "buy", "tools": ["search_products", "add_to_cart"]}]}}
+    client = LLMClient(ScriptedChatProvider(lambda req: replies[req.sample_index]), max_retries=0, timeout=None)
+    res = await propose_chains(client, shop, proposals=2, k=2)
+    assert res.stats["ok"] == 2 and res.stats["kept_chains"] == 1 and res.stats["single_tool_segments"] == 2
+    (rej,) = res.rejections
+    assert rej.reason == "single_tool_chains" and rej.key == "shop#proposal0" and "none with two" in rej.detail
+
+
+def test_graph_build_counts_an_outage_of_the_proposer_as_failed(tmp_path):
+    from astra.graph.stages import BuildGraphStage
+    from astra.llm import LLMClient
+    from astra.llm.errors import LLMServerError
+    from astra.llm.testing import ScriptedChatProvider
+    from astra.tools.ingest import ingest
+
+    servers = ingest(["sample"]).servers[:2]
+    client = LLMClient(ScriptedChatProvider(lambda req: LLMServerError("503")), max_retries=0, timeout=None)
+    m = run_stage(BuildGraphStage(sources="dataflow,llm", proposals=2, client=client), servers,
+                  tmp_path / "graphs.jsonl", progress=False)
+    assert m.failed == 2 and m.failures_by_kind == {"endpoint": 2} and "proposal_failed" not in m.rejections_by_reason
+
+
+def test_tasks_generate_limit_applies_to_each_mode(tmp_path):
+    from astra.tasks.stages import generate_tasks, generation_requests
+    from astra.tools.ingest import ingest
+    from astra.types import Chain
+
+    servers = ingest(["sample"]).servers
+    chains = [Chain(server="shop", tools=["search_products", "get_product"]),
+              Chain(server="shop", tools=["search_products", "add_to_cart"]),
+              Chain(server="bank", tools=["list_accounts", "get_balance"])]
+    reqs = generation_requests(chains, servers, ["chain", "server"], limit=2)
+    assert [r.mode for r in reqs] == ["chain", "chain", "server", "server"]
+    m = generate_tasks(chains, servers, tmp_path / "t.jsonl", limit=1, progress=False)
+    assert m.processed == 2 and m.inputs_seen == 2  # one chain request and one server request
+    r = runner.invoke(app, ["tasks", "generate", "-o", str(tmp_path / "cli.jsonl"), "--mode", "server",
+                            "--tools", "sample", "--limit", "2", "--no-progress"])
+    assert r.exit_code == 0 and "0 chain request(s), 2 server request(s)" in r.output, r.output
+    assert load_manifest(tmp_path / "cli.jsonl").processed == 2
