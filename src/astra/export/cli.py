@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from astra.cli_common import cli_errors, console, note
+from astra.errors import NothingProduced
 from astra.export.sft import FORMATS, MANIFEST, export_sft
 
 app = typer.Typer(name="export", no_args_is_help=True, add_completion=False,
@@ -48,3 +49,6 @@ def sft_command(
     for reason, n in report.skipped.most_common():
         console.print(f"  skipped {n}: {reason}")
     console.print(f"  manifest: {output / MANIFEST}")
+    if not report.written:
+        why = ", ".join(f"{reason} {n}" for reason, n in report.skipped.most_common(4)) or "the input has no records"
+        raise NothingProduced(f"no trajectory exported from {judged} ({why})")
