@@ -350,6 +350,8 @@ def _misuse_cases(tmp: Path) -> list[tuple[str, list[str], int, str]]:
         ("binary_input", ["judge", str(tmp / "bin.jsonl"), "-o", str(tmp / "j2.jsonl")], 1, "binary data"),
         ("output_under_a_file", ["tools", "ingest", "sample", "-o", str(tmp / "afile" / "t.jsonl")], 1,
          "is a file, not a directory"),
+        ("output_is_a_directory", ["tools", "ingest", "sample", "-o", str(tmp)], 1, "is a directory"),
+        ("output_is_a_device", ["judge", str(tasks), "-o", os.devnull], 1, "not a regular file"),
         ("empty_input_produces_nothing", ["judge", str(tmp / "empty.jsonl"), "-o", str(tmp / "j3.jsonl")], 3,
          "the input has no records"),
         ("bad_min_score", ["judge", str(tasks), "-o", str(tmp / "j4.jsonl"), "--min-score", "7"], 1, "--min-score"),
@@ -372,7 +374,14 @@ def test_cli_misuse_has_at_least_fifteen_cases(tmp_path):
     assert len(_misuse_cases(tmp_path)) >= 15
 
 
-@pytest.mark.parametrize("index", range(20))
+N_MISUSES = 22
+
+
+def test_cli_misuse_count(tmp_path):
+    assert len(_misuse_cases(tmp_path)) == N_MISUSES
+
+
+@pytest.mark.parametrize("index", range(N_MISUSES))
 def test_cli_misuse(tmp_path, index):
     name, argv, code, phrase = _misuse_cases(tmp_path)[index]
     r = cli(*argv, cwd=tmp_path)

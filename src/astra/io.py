@@ -48,7 +48,7 @@ _HINTS = {
                   "path (-o)",
     errno.EISDIR: "this is a directory, a file was expected",
     errno.ENAMETOOLONG: "the file name is too long",
-    errno.ENOENT: "no such file or directory",
+    errno.ENOENT: "cannot create it there: choose another output path (-o)",
 }
 
 
@@ -200,6 +200,9 @@ def write_atomic(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (temp file in the same dir + rename)."""
     path = Path(path)
     ensure_parent(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise OutputError(f"{path}: is {kind} — choose an output file path (-o)")
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:

@@ -72,7 +72,7 @@ except ImportError:  # pragma: no cover - not POSIX
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from astra.errors import ConfigError, EndpointDown, InputError
+from astra.errors import ConfigError, EndpointDown, InputError, OutputError
 from astra.io import append_lines, ensure_parent, read_records, repair_jsonl, wrap_os_errors, write_json
 from astra.llm.usage import USAGE, Usage, record_scope, stage_scope
 from astra.pipeline.failures import ENDPOINT, ENDPOINT_ERROR_NAMES, ERROR, failure_kind
@@ -602,6 +602,10 @@ async def arun_stage(
         raise ConfigError(f"max_endpoint_failures must be >= 0, got {max_endpoint_failures}")
 
     paths = StagePaths.of(output)
+    for p in (paths.output, paths.ledger):
+        if p.exists() and not p.is_file():
+            raise OutputError(f"{p}: is {'a directory' if p.is_dir() else 'not a regular file'} — choose an "
+                              "output file path (-o)")
     with wrap_os_errors(paths.output), _exclusive(paths):
         return await _run(stage, inputs, paths, concurrency=concurrency, limit=limit, executor=executor,
                           progress=progress, ray_address=ray_address, skip_failed=skip_failed,
