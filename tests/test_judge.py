@@ -243,3 +243,19 @@ def test_unusable_judge_reply_is_a_rejection_not_a_failure(tmp_path, servers):
     assert m.rejections_by_reason == {"judge_unusable": 1} and m.failed == 0
     m = run_stage(JudgeStage(min_score=0.0, client=client), src, tmp_path / "a.jsonl", progress=False)
     assert m.processed == 0 and m.skipped_done == 1  # a decision: not redone
+
+
+async def test_an_outage_in_any_judge_part_wins_over_an_unusable_reply(servers):
+    ok = judge_script(score=1)
+
+    def script(req: ChatRequest):
+        text = next(m["content"] for m in req.messages if m["role"] == "user")
+        if "evaluate the first turn" in text:
+            return reply("no JSON here")  # unusable in every repair round
+        if "final answer" in text:
+            return LLMServerError("503 while judging the answer")
+        return ok(req)
+
+    client, _ = llm_client(script)
+    with pytest.raises(LLMServerError):
+        await Judge("llm", client).judge(good(servers))

@@ -237,10 +237,11 @@ class Judge:
                                              answer=view.final_answer), FinalAnswerVerdict)
         names = list(jobs)
         results = await asyncio.gather(*jobs.values(), return_exceptions=True)
-        for name, res in zip(names, results, strict=True):
-            if isinstance(res, BaseException):
-                res.judge_part = name  # type: ignore[attr-defined]
-                raise res
+        errors = [(name, res) for name, res in zip(names, results, strict=True) if isinstance(res, BaseException)]
+        if errors:  # an outage in any part wins: the judgement is retried, not rejected
+            name, res = next(((n, r) for n, r in errors if is_endpoint_failure(r)), errors[0])
+            res.judge_part = name  # type: ignore[attr-defined]
+            raise res
         got = dict(zip(names, results, strict=True))
         parts: dict[str, Any] = {"rounds": [], "necessity": {}, "relevance": None, "faithfulness": None}
         if "first" in got:
