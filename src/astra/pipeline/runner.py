@@ -237,8 +237,11 @@ def failure(key: str, exc: BaseException, seconds: float = 0.0) -> Outcome:
                    failure=failure_kind(exc), seconds=seconds)
 
 
-def _usage_dict(u: Usage) -> dict[str, Any] | None:
-    d = {k: v for k, v in u.to_dict().items() if v}
+def _usage_dict(u: Usage, *, exact_seconds: bool = False) -> dict[str, Any] | None:
+    """The non-zero fields of ``u`` (None when all are zero); ``exact_seconds`` keeps the
+    seconds unrounded (per-record lines, so that their sum matches the stage's)."""
+    d = u.to_dict() | ({"seconds": u.seconds} if exact_seconds else {})
+    d = {k: v for k, v in d.items() if v}
     return d or None
 
 
@@ -262,7 +265,7 @@ async def process_one(stage: Stage, key: str, record: Record) -> Outcome:
     t0 = time.perf_counter()
     with stage_scope(stage.name), record_scope() as used:
         out = await _process(stage, key, record, t0)
-    out.record_usage = _usage_dict(used)
+    out.record_usage = _usage_dict(used, exact_seconds=True)
     return out
 
 
