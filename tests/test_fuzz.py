@@ -276,6 +276,24 @@ def test_random_arguments_never_raise(weather_toolset, raw):
     assert out.status and (out.ok or out.error)
 
 
+# Argument dicts that reach a backend without the tool set's validation (a caller that
+# skips it): the Python backend must answer with a failed outcome, never raise.
+BACKEND_ARGS = [
+    ("wrong_type", {"city": 12}), ("none_value", {"city": None}), ("missing_required", {}),
+    ("unknown_keyword", {"city": "Tokyo", "bogus": 1}), ("nested_list", {"city": [["Tokyo"]]}),
+    ("huge_string", {"city": "T" * 200_000}), ("object_value", {"city": {"$gt": ""}}),
+    ("dunder_keyword", {"__class__": "x"}),
+]
+
+
+@pytest.mark.parametrize("name,args", BACKEND_ARGS, ids=[b[0] for b in BACKEND_ARGS])
+def test_python_backend_answers_bad_arguments_with_a_failure(weather_toolset, name, args):
+    _, tool = weather_toolset.tools["geocode_city"]
+    out = asyncio.run(weather_toolset.backends["weather"].call(tool, args))
+    assert not out.ok and out.status in (INVALID_ARGUMENTS, "tool_error"), out
+    assert out.error and "Traceback" not in out.content
+
+
 @pytest.fixture(scope="module")
 def env_session():
     from astra.envsynth.compose import compose
