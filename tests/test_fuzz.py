@@ -362,7 +362,9 @@ def _misuse_cases(tmp: Path) -> list[tuple[str, list[str], int, str]]:
         ("missing_output", ["judge", str(tasks)], 2, "--output"),
         ("wrong_type", ["graph", "chains", "g", "-o", "c.jsonl", "--min-len", "two"], 2, "--min-len"),
         ("wrong_kind_of_file", ["graph", "build", str(tasks), "-o", str(tmp / "g")], 1,
-         "missing field 'name' of a ToolServer record; this line looks like a Task record"),
+         "tasks.jsonl:1 [name]: missing field 'name' of a ToolServer record; this line looks like a Task record"),
+        ("markup_in_a_message", ["tools", "ingest", str(tmp / "[bold]x[/] :smile:.json"), "-o", "t.jsonl"], 1,
+         "[bold]x[/] :smile:.json"),
         ("missing_input", ["judge", str(tmp / "nope.jsonl"), "-o", str(tmp / "j.jsonl")], 1, "not found"),
         ("input_is_a_directory", ["judge", str(tmp), "-o", str(tmp / "j.jsonl")], 1, "is a directory"),
         ("binary_input", ["judge", str(tmp / "bin.jsonl"), "-o", str(tmp / "j2.jsonl")], 1, "binary data"),
@@ -392,7 +394,7 @@ def test_cli_misuse_has_at_least_fifteen_cases(tmp_path):
     assert len(_misuse_cases(tmp_path)) >= 15
 
 
-N_MISUSES = 22
+N_MISUSES = 23
 
 
 def test_cli_misuse_count(tmp_path):

@@ -26,10 +26,11 @@ from astra.llm import LLMSettings
 from astra.pipeline import Manifest, Stage, run_stage
 from astra.pipeline.runner import DEFAULT_MAX_ENDPOINT_FAILURES
 
-#: The console every command prints through. Markup is off: messages carry file names,
-#: field paths (``[tool_list]``), JSON and model output, which rich would otherwise read as
-#: style tags and drop. Colour goes through ``style=`` / :class:`rich.text.Text` instead.
-console = Console(stderr=True, markup=False)
+#: The console every command prints through. Markup and emoji codes are off: messages
+#: carry file names, field paths (``[tool_list]``), JSON and model output, which rich would
+#: otherwise read as style tags (and drop) or as ``:emoji:`` codes. Colour goes through
+#: ``style=`` / :class:`rich.text.Text` instead.
+console = Console(stderr=True, markup=False, emoji=False)
 
 _VERBOSE = False
 
