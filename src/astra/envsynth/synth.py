@@ -58,6 +58,7 @@ from astra.envsynth.templates import param_name, probe_value, render_plan_tool
 from astra.envsynth.worlds import World, load_world
 from astra.llm import LLMClient
 from astra.llm.errors import LLMError
+from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
 from astra.sandbox import CallStatementError, SandboxPool, default_pool, parse_call_statement
 from astra.types import Environment, QAInstance, SubTask, Tool
@@ -570,6 +571,8 @@ class LLMSynth:
                                                 max_repairs=self.max_repairs, temperature=self.temperature,
                                                 max_tokens=self.max_tokens, sample_index=attempt)
         except LLMError as e:  # StructuredOutputError is an LLMError
+            if is_endpoint_failure(e):
+                raise  # an outage: the instance fails (retried by a rerun), it is not rejected
             raise Rejected("llm_failed", f"{schema.__name__}: {e}"[:500]) from None
 
     async def spec(self, inst: QAInstance, sub: SubTask, existing: list[Tool]) -> Tool:
