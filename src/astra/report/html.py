@@ -457,8 +457,8 @@ def _envs_view(name: str, obj: dict[str, Any], run: Path) -> dict[str, Any]:
         for i, (sc, x) in enumerate(groups):
             x = x if isinstance(x, dict) else {}
             label = model_label(str(m.get("model", "?")), run)
-            rows.append({"model": (label if label == m.get("model") else f"{label} ({m.get('model')})") if i == 0
-                         else "", "scenario": sc, "vals": [_fmt(x.get(c)) for c in cols], "first": i == 0})
+            rows.append({"model": (label if str(m.get("model")) in label else f"{label} ({m.get('model')})")
+                         if i == 0 else "", "scenario": sc, "vals": [_fmt(x.get(c)) for c in cols], "first": i == 0})
     return {"name": name, "kind": "envs", "cols": ["model", "scenario", *cols], "rows": rows,
             "meta": {k: _fmt(obj.get(k)) for k in ("envs", "n_envs", "max_turns", "distractors", "temperature",
                                                    "command") if obj.get(k) is not None}}
@@ -548,7 +548,10 @@ def _eval_view(name: str, kind: str, obj: Any, run: Path) -> dict[str, Any]:
 
 def gather_eval(run: Path, problems: list[str]) -> list[dict[str, Any]]:
     out = []
-    cands = sorted((run / "eval").rglob("*.json")) if (run / "eval").is_dir() else []
+    # summaries first (what `astra eval envs -o` writes, then ``*_summary.json``), then the rest
+    cands = sorted((run / "eval").rglob("*.json"), key=lambda p: (p.name != "envs.json",
+                                                                  not p.name.endswith("summary.json"), p))\
+        if (run / "eval").is_dir() else []
     cands += sorted(p for p in run.glob("*results*.json"))
     for p in cands:
         if p.name.endswith(".manifest.json"):
@@ -561,6 +564,8 @@ def gather_eval(run: Path, problems: list[str]) -> list[dict[str, Any]]:
                 out.append(view)
     if (run / "eval").is_dir():
         for p in sorted((run / "eval").rglob("*.md")):
+            if p.with_suffix(".json").exists():  # the same table as the JSON summary shown above
+                continue
             text = _safe(lambda p=p: p.read_text("utf-8"), f"evaluation {p.name}", problems, "")
             out.append({"name": _rel(run, p), "kind": "text", "text": _cut(text, 6000)})
     return out

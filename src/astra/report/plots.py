@@ -129,8 +129,13 @@ def curves(rows: Sequence[dict[str, Any]], panels: Sequence[dict[str, Any]], *, 
     if not drawn:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, len(drawn), figsize=(3.5 * len(drawn) + 0.4, 2.6), squeeze=False)
-    for ax, p in zip(axes[0], drawn, strict=True):
+    ncols = 2 if len(drawn) == 4 else min(len(drawn), 3)
+    nrows = math.ceil(len(drawn) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols + 0.4, 2.7 * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(drawn):]:
+        ax.set_visible(False)
+    for ax, p in zip(flat, drawn, strict=False):
         for j, (key, label) in enumerate(p["series"]):
             xy = pts(key)
             if not xy:
@@ -157,7 +162,7 @@ def curves(rows: Sequence[dict[str, Any]], panels: Sequence[dict[str, Any]], *, 
             ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, x=0.01, y=1.02, ha="left", fontsize=10.5, fontweight="bold")
-    fig.subplots_adjust(wspace=0.32)  # the saved picture is cropped to its content (bbox_inches="tight")
+    fig.subplots_adjust(wspace=0.3, hspace=0.55)  # the saved picture is cropped to its content (bbox_inches="tight")
     return svg_uri(fig)
 
 
