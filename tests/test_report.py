@@ -21,7 +21,7 @@ from astra.envs import write_environment
 from astra.pipeline.runner import Manifest
 from astra.report import build_context, render_report
 from astra.report.cli import report_command
-from astra.report.html import gather_graphs, gather_headline, pick_diverse, render_context
+from astra.report.html import gather_eval, gather_graphs, gather_headline, pick_diverse, render_context
 from astra.report.plots import KEPT_COLOR, MODEL_COLORS
 from astra.report.results import bootstrap_ci, gather_results, read_ci, results_picture
 from astra.report.training import gather_training, training_funnel
@@ -297,8 +297,9 @@ def test_curves_and_one_step_runs(shared, tmp_path):
     assert rl["img"].startswith("data:image/svg+xml;base64,") and rl["steps"] == 6
     one = make_run(tmp_path / "one", rl_steps=1)
     sft, rl = gather_training(one, [])
-    assert rl["img"] is None and rl["table"]["cols"][:3] == ["step", "reward_mean", "reward_std"]
-    assert rl["table"]["rows"][0][:2] == [1, 0.1]
+    assert rl["img"] is None and rl["table"]["cols"] == ["metric", "step 1"]
+    rows = {r[0]: r[1:] for r in rl["table"]["rows"]}
+    assert rows["reward_mean"] == [0.1] and rows["filtered_groups"] == [1] and rows["loss"] == [0.49]
     assert rl["img_source"].startswith("1 logged step: a table instead of curves")
 
 
@@ -339,6 +340,21 @@ def test_bfcl_result_files_are_json_lines(shared):
     summary = by["eval/bfcl/bfcl_summary.json"]
     assert summary["kind"] == "table" and summary["rows"][0] == ["simple_python", "4", "2", "50.0%"]
     assert "simple_python 50.0% of 4" in html
+
+
+def test_bfcl_files_with_one_line_or_none(run):
+    bfcl = run / "eval" / "bfcl"
+    _jsonl(bfcl / "BFCL_v4_multiple_score.json", [{"accuracy": 1.0, "correct_count": 3, "total_count": 3}])
+    _jsonl(bfcl / "BFCL_v4_multiple_result.json", [{"id": "multiple_0", "result": [{"g": "{}"}]}])
+    (bfcl / "BFCL_v4_parallel_result.json").write_text("", "utf-8")
+    (bfcl / "BFCL_v4_parallel_score.json").write_text('{"accuracy": 0.5}\n[1, 2]\n', "utf-8")
+    problems: list[str] = []
+    by = {e["name"]: e for e in gather_eval(run, problems)}
+    assert dict(by["eval/bfcl/BFCL_v4_multiple_score.json"]["items"])["correct / entries"] == "3 / 3"
+    assert dict(by["eval/bfcl/BFCL_v4_multiple_result.json"]["items"])["entries"] == "1"
+    assert dict(by["eval/bfcl/BFCL_v4_parallel_result.json"]["items"])["entries"] == "0"
+    assert problems == ["evaluation eval/bfcl/BFCL_v4_parallel_score.json: ValueError: JSON Lines: line 2 is not a "
+                        "JSON object"]
 
 
 def test_data_is_escaped(shared):

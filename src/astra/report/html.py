@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ MAX_ENVS = 3
 MAX_TEXT = 4000
 MAX_EVAL_ITEMS = 80
 MAX_INVALID_LISTED = 5
+#: BFCL's per-category files, JSON Lines despite their name.
+BFCL_JSONL = re.compile(r"_(result|score)\.json$")
 
 
 # ---------------------------------------------------------------------------------
@@ -509,24 +512,34 @@ def _jsonl_view(name: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
             "note": f"JSON Lines: {len(recs)} record(s)"}
 
 
+def _parse_jsonl(text: str, note: str = "") -> list[dict[str, Any]]:
+    recs = []
+    for i, ln in enumerate(text.splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            obj = json.loads(ln)
+        except json.JSONDecodeError:
+            raise ValueError(f"{note}line {i} is not JSON") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{note}line {i} is not a JSON object") from None
+        recs.append(obj)
+    return recs
+
+
 def _load_json_or_jsonl(path: Path) -> tuple[str, Any]:
+    """A JSON document, or JSON Lines: BFCL's ``*_result.json`` / ``*_score.json`` always
+    (one line per entry, even when there is one line), any other file when it is not one
+    JSON document but every line is a JSON object."""
     text = path.read_text("utf-8")
+    if BFCL_JSONL.search(path.name):
+        return "jsonl", _parse_jsonl(text, "JSON Lines: ")
     try:
         return "json", json.loads(text)
     except json.JSONDecodeError as e:
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        if len(lines) < 2:
+        if sum(1 for ln in text.splitlines() if ln.strip()) < 2:
             raise
-        recs = []
-        for i, ln in enumerate(lines, 1):
-            try:
-                obj = json.loads(ln)
-            except json.JSONDecodeError:
-                raise ValueError(f"neither JSON ({e.msg}) nor JSON Lines (line {i} is not JSON)") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"JSON Lines whose line {i} is not an object") from None
-            recs.append(obj)
-        return "jsonl", recs
+        return "jsonl", _parse_jsonl(text, f"neither JSON ({e.msg}) nor JSON Lines: ")
 
 
 def _eval_view(name: str, kind: str, obj: Any, run: Path) -> dict[str, Any]:

@@ -82,6 +82,9 @@ def results_chart(models: Sequence[dict[str, Any]], metrics: Sequence[tuple[str,
             ax.text(x, (ci[1] if ci else v) + 0.02, f"{v:.2f}", ha="center", va="bottom", fontsize=7.5,
                     color="#323f4b")
         ax.bar(xs, ys, width * 0.92, color=color, label=m["label"], zorder=3)
+        # a bar of 0 would be invisible: a stub on the axis in the model's colour shows it is there
+        ax.hlines([0.0] * len(xs), [x - width * 0.46 for x in xs], [x + width * 0.46 for x in xs], colors=color,
+                  lw=3.5, zorder=5, clip_on=False)
         if any(lo) or any(hi):
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="#1f2933", elinewidth=1.1, capsize=3, zorder=4)
     ax.set_xticks(range(len(metrics)), [lbl for _, lbl in metrics])

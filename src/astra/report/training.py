@@ -21,7 +21,7 @@ from typing import Any
 
 #: A training run with at most this many logged steps is shown as a table, not as curves.
 TABLE_MAX_STEPS = 2
-MAX_TABLE_COLS = 12
+MAX_TABLE_ROWS = 24
 
 SFT_PANELS = [
     {"title": "loss (assistant tokens)", "series": [("loss", "train"), ("eval_loss", "held-out")]},
@@ -38,8 +38,9 @@ RL_PANELS = [
 #: Columns of the one-step tables, in this order when present.
 SFT_TABLE = ["step", "phase", "loss", "eval_loss", "token_accuracy", "eval_token_accuracy", "grad_norm", "lr",
              "tokens_per_s", "train_loss", "train_runtime"]
-RL_TABLE = ["step", "reward_mean", "reward_std", "f1", "solved_all", "groups", "filtered_groups", "rollouts",
-            "batch_size", "loss", "approx_kl", "clip_fraction", "grad_norm", "step_seconds"]
+RL_TABLE = ["step", "reward_mean", "reward_std", "f1", "recall", "precision", "solved_all", "groups",
+            "filtered_groups", "filtered_group_share", "rollouts", "batch_size", "loss", "approx_kl", "clip_fraction",
+            "grad_norm", "rollout_tokens_per_s", "step_seconds"]
 
 
 def read_jsonl(path: Path, problems: list[str], what: str) -> list[dict[str, Any]]:
@@ -218,12 +219,19 @@ def training_funnel(run: Path, problems: list[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------
 
 
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> dict[str, Any]:
-    present = [c for c in cols if any(c in r for r in rows)]
-    extra = sorted({k for r in rows for k, v in r.items() if k not in present and k not in ("time", "epoch")
+def _table(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
+    """A run of one or two logged steps as a table: one row per metric, one column per logged line."""
+    present = [k for k in keys if k != "step" and any(k in r for r in rows)]
+    extra = sorted({k for r in rows for k, v in r.items() if k not in present and k not in ("step", "time", "epoch",
+                                                                                              "wall_s")
                     and isinstance(v, (int, float)) and not isinstance(v, bool)})
-    cols = (present + extra)[:MAX_TABLE_COLS]
-    return {"cols": cols, "rows": [[r.get(c, "") for c in cols] for r in rows]}
+    metrics = (present + extra)[:MAX_TABLE_ROWS]
+    cols = [f"step {r['step']}" if "step" in r else f"line {i + 1}" for i, r in enumerate(rows)]
+    if "phase" in present:
+        metrics.remove("phase")
+        cols = [f"{c} ({r['phase']})" if r.get("phase") else c for c, r in zip(cols, rows, strict=True)]
+    return {"cols": ["metric", *cols], "rows": [[k, *[r.get(k, "") for r in rows]] for k in metrics],
+            "more": max(0, len(present) + len(extra) - MAX_TABLE_ROWS)}
 
 
 def gather_training(run: Path, problems: list[str]) -> list[dict[str, Any]]:
@@ -252,7 +260,7 @@ def gather_training(run: Path, problems: list[str]) -> list[dict[str, Any]]:
                                   f"a table instead of curves (from {logs})")
         elif rows:
             try:
-                item["img"] = curves(rows, panels, title=f"{name} — per step")
+                item["img"] = curves(rows, panels)
             except Exception as e:  # noqa: BLE001 - a broken picture must not stop the report
                 problems.append(f"plotting {name} {logs}: {type(e).__name__}: {str(e)[:200]}")
             item["img_source"] = f"drawn from {logs} ({len(steps)} steps)"
