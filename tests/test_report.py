@@ -433,6 +433,9 @@ def test_cli(shared, tmp_path):
     assert r.exit_code == 0, r.output
     assert out.read_text("utf-8").startswith("<!DOCTYPE html>")
     assert CliRunner().invoke(app, [str(tmp_path / "nope"), "-o", str(out)]).exit_code == 1
+    r = CliRunner().invoke(app, [str(run), "-o", str(out / "under-a-file.html")])  # out is a file
+    assert r.exit_code == 1 and "cannot write" in r.output and "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -18,7 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from astra.report.training import count_envs, gather_training, read_json, read_jsonl, training_funnel
+from astra.report.training import (
+    count_envs,
+    gather_training,
+    iter_jsonl,
+    read_json,
+    read_jsonl,
+    training_funnel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ GROUPS = ["tools & tasks", "environments", "training & evaluation", "other"]
 MAX_GRAPHS = 8
 MAX_CHAINS_LISTED = 6
 MAX_TRAJECTORIES = 4
+MAX_SAMPLED = 5000  # trajectories the samples are picked from (the first ones of the file)
 MAX_ENVS = 3
 MAX_TEXT = 4000
 MAX_EVAL_ITEMS = 80
@@ -341,9 +349,19 @@ def gather_trajectories(run: Path, problems: list[str]) -> dict[str, Any]:
         p = run / name
         if not p.exists():
             continue
-        recs = read_jsonl(p, problems, "trajectories")
-        n_pass = sum(1 for r in recs if isinstance(r.get("judgement"), dict) and r["judgement"].get("passed") is True)
-        n_fail = sum(1 for r in recs if isinstance(r.get("judgement"), dict) and r["judgement"].get("passed") is False)
+        recs: list[dict[str, Any]] = []  # the first MAX_SAMPLED to pick from; all are counted
+        total = n_pass = n_fail = 0
+        tasks: set[str] = set()
+        servers: set[str] = set()
+        for r in iter_jsonl(p, problems, "trajectories"):
+            total += 1
+            j = r.get("judgement")
+            n_pass += isinstance(j, dict) and j.get("passed") is True
+            n_fail += isinstance(j, dict) and j.get("passed") is False
+            tasks.add(_base_task(r))
+            servers.add(_server_of(r))
+            if len(recs) < MAX_SAMPLED:
+                recs.append(r)
         items = []
         for r in pick_diverse(recs, MAX_TRAJECTORIES):
             tools = [(t.get("function") or t).get("name", "?") for t in r.get("tools") or [] if isinstance(t, dict)]
@@ -351,8 +369,9 @@ def gather_trajectories(run: Path, problems: list[str]) -> dict[str, Any]:
             items.append({"id": r.get("id", ""), "task_id": r.get("task_id", ""), "agent": r.get("agent", ""),
                           "server": _server_of(r), "tools": tools, "messages": _render_messages(msgs),
                           "judgement": _judgement(r.get("judgement"))})
-        return {"samples": items, "total": len(recs), "path": name, "passed": n_pass, "rejected": n_fail,
-                "tasks": len({_base_task(r) for r in recs}), "servers": len({_server_of(r) for r in recs} - {""})}
+        return {"samples": items, "total": total, "path": name, "passed": n_pass, "rejected": n_fail,
+                "tasks": len(tasks), "servers": len(servers - {""}),
+                "sampled": len(recs) if total > len(recs) else 0}
     return {"samples": [], "total": 0}
 
 
@@ -695,8 +714,11 @@ def write_report(run_dir: str | os.PathLike[str], output: str | os.PathLike[str]
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -16,6 +16,7 @@ Files read (all optional; a missing one means the stage has not run):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,9 @@ RL_TABLE = ["step", "reward_mean", "reward_std", "f1", "recall", "precision", "s
             "grad_norm", "rollout_tokens_per_s", "step_seconds"]
 
 
-def read_jsonl(path: Path, problems: list[str], what: str) -> list[dict[str, Any]]:
-    """Records of a JSON Lines file; lines that are not JSON objects are counted into ``problems``."""
-    out: list[dict[str, Any]] = []
+def iter_jsonl(path: Path, problems: list[str], what: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON Lines file, one at a time; lines that are not JSON objects
+    (a torn last line, binary bytes) are skipped and counted into ``problems``."""
     bad = 0
     with path.open(encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -57,12 +58,16 @@ def read_jsonl(path: Path, problems: list[str], what: str) -> list[dict[str, Any
                 bad += 1
                 continue
             if isinstance(obj, dict):
-                out.append(obj)
+                yield obj
             else:
                 bad += 1
     if bad:
         problems.append(f"{what}: {bad} line(s) of {path.name} are not JSON objects (skipped)")
-    return out
+
+
+def read_jsonl(path: Path, problems: list[str], what: str) -> list[dict[str, Any]]:
+    """All the records of :func:`iter_jsonl`."""
+    return list(iter_jsonl(path, problems, what))
 
 
 def read_json(path: Path, problems: list[str], what: str) -> dict[str, Any] | None:
