@@ -22,7 +22,7 @@ from astra.pipeline.runner import Manifest
 from astra.report import build_context, render_report
 from astra.report.cli import report_command
 from astra.report.html import gather_eval, gather_graphs, gather_headline, pick_diverse, render_context
-from astra.report.plots import KEPT_COLOR, MODEL_COLORS
+from astra.report.plots import KEPT_COLOR, MODEL_COLORS, tool_graph
 from astra.report.results import bootstrap_ci, gather_results, read_ci, results_picture
 from astra.report.training import gather_training, training_funnel
 from astra.types import Environment, EnvTool, QAInstance, SubTask, Tool
@@ -326,6 +326,16 @@ def test_graph_highlights_kept_chains(shared, run):
     g = graphs["samples"][0]
     svg = base64.b64decode(g["img"].split(",", 1)[1]).decode()
     assert g["kept"] == 0 and KEPT_COLOR not in svg and graphs["has_kept"] is False
+
+
+def test_graph_labels_the_font_cannot_draw_stay_text():
+    nodes = ["查询天气", EVIL] + [f"tool_{i}" for i in range(20)]  # many tools: labels along the radius
+    uri = tool_graph("天气", nodes, [{"source": nodes[0], "target": nodes[1], "weight": 1.0}],
+                     kept_chains=[nodes[:2]])
+    svg = base64.b64decode(uri.split(",", 1)[1]).decode()
+    assert "查询天气" in svg and "&lt;script&gt;" in svg and "<script" not in svg
+    plain = base64.b64decode(tool_graph("shop", ["a", "b"], []).split(",", 1)[1]).decode()
+    assert "<text" not in plain  # drawable text is drawn as outlines
 
 
 def test_bfcl_result_files_are_json_lines(shared):

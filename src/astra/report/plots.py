@@ -3,14 +3,18 @@
 Each function takes plain data (lists and dicts already read from the run directory) and
 returns a ``data:image/svg+xml;base64,…`` URI, so the HTML stays one self-contained file.
 Text is drawn as glyph paths (``svg.fonttype = "path"``): the picture looks the same on a
-machine without the fonts, and nothing in it refers to anything outside it.
+machine without the fonts, and nothing in it refers to anything outside it (text the
+drawing font has no glyph for stays text, for the browser's fonts). Each picture is drawn
+inside the report's style (``matplotlib.rc_context``); the process's settings are left alone.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,32 +25,63 @@ EDGE_COLOR = "#b8c2cc"
 PROV_COLORS = {"dataflow": "#2b7bb9", "llm": "#d9822b"}
 
 
+STYLE = {
+    "svg.fonttype": "path", "svg.hashsalt": "astra-report", "font.size": 9,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.edgecolor": "#9aa5b1",
+    "axes.titlesize": 10, "axes.titleweight": "bold", "axes.labelcolor": "#3e4c59",
+    "xtick.color": "#52606d", "ytick.color": "#52606d", "axes.grid": True, "grid.color": "#e4e7eb",
+    "grid.linewidth": 0.8, "legend.frameon": False,
+}
+
+
 def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "svg.fonttype": "path", "svg.hashsalt": "astra-report", "font.size": 9,
-        "axes.spines.top": False, "axes.spines.right": False, "axes.edgecolor": "#9aa5b1",
-        "axes.titlesize": 10, "axes.titleweight": "bold", "axes.labelcolor": "#3e4c59",
-        "xtick.color": "#52606d", "ytick.color": "#52606d", "axes.grid": True, "grid.color": "#e4e7eb",
-        "grid.linewidth": 0.8, "legend.frameon": False,
-    })
     return plt
 
 
-def svg_uri(fig: Any) -> str:
-    """The figure as a base64 SVG data URI (and the figure closed)."""
-    import matplotlib.pyplot as plt
+@functools.lru_cache(maxsize=1)
+def _font() -> Any:
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
 
+    return FT2Font(font_manager.findfont(font_manager.FontProperties(family=["sans-serif"])))
+
+
+def _missing_glyphs(texts: Iterable[str]) -> bool:
+    """Whether the drawing font lacks a character of ``texts`` (CJK tool names, say)."""
+    font = _font()
+    return any(font.get_char_index(ord(c)) == 0 for t in texts for c in t if not c.isspace())
+
+
+def svg_uri(fig: Any, texts: Iterable[str] = ()) -> str:
+    """The figure as a base64 SVG data URI (and the figure closed). Text is drawn as glyph
+    outlines, unless the drawing font lacks a character of ``texts``: then the SVG keeps
+    that text as text, for the browser to draw with its own fonts."""
+    plt = _plt()
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        with plt.rc_context({"svg.fonttype": "none" if _missing_glyphs(texts) else "path"}), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     finally:
         plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _styled(fn: Any) -> Any:
+    """Draw inside the report's style, leaving the process's matplotlib settings alone."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _plt().rc_context(STYLE), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 # ---------------------------------------------------------------------------------
@@ -54,6 +89,7 @@ def svg_uri(fig: Any) -> str:
 # ---------------------------------------------------------------------------------
 
 
+@_styled
 def results_chart(models: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, str]], *,
                   title: str = "") -> str:
     """Grouped bars: one group per metric, one bar per model, error bars where a model has a
@@ -95,7 +131,7 @@ def results_chart(models: Sequence[dict[str, Any]], metrics: Sequence[tuple[str,
     if title:
         ax.set_title(title, loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5)
-    return svg_uri(fig)
+    return svg_uri(fig, [m["label"] for m in models] + [lbl for _, lbl in metrics] + [title])
 
 
 # ---------------------------------------------------------------------------------
@@ -113,6 +149,7 @@ def _moving_average(ys: Sequence[float], window: int) -> list[float]:
     return out
 
 
+@_styled
 def curves(rows: Sequence[dict[str, Any]], panels: Sequence[dict[str, Any]], *, title: str = "") -> str | None:
     """Small multiples of per-step metrics.
 
@@ -166,7 +203,7 @@ def curves(rows: Sequence[dict[str, Any]], panels: Sequence[dict[str, Any]], *, 
     if title:
         fig.suptitle(title, x=0.01, y=1.02, ha="left", fontsize=10.5, fontweight="bold")
     fig.subplots_adjust(wspace=0.3, hspace=0.55)  # the saved picture is cropped to its content (bbox_inches="tight")
-    return svg_uri(fig)
+    return svg_uri(fig, [title])
 
 
 # ---------------------------------------------------------------------------------
@@ -182,6 +219,7 @@ def _chain_edges(chains: Iterable[Sequence[str]]) -> dict[tuple[str, str], int]:
     return used
 
 
+@_styled
 def tool_graph(server: str, nodes: Sequence[str], edges: Sequence[dict[str, Any]], *,
                entry: Iterable[str] | None = None, kept_chains: Sequence[Sequence[str]] = ()) -> str:
     """A server's tool graph on a circle, each label beside its node (outside the circle).
@@ -207,10 +245,12 @@ def tool_graph(server: str, nodes: Sequence[str], edges: Sequence[dict[str, Any]
     pos = {v: (math.cos(math.pi / 2 - 2 * math.pi * i / max(n, 1)), math.sin(math.pi / 2 - 2 * math.pi * i / max(n, 1)))
            for i, v in enumerate(order)}
     fs = 8.5 if n <= 12 else 7.5 if n <= 20 else 6.5
-    fig, ax = plt.subplots(figsize=(6.6, 4.8 if n > 6 else 4.0))
+    radial = n > 16  # many tools: labels along the radius, so neighbours do not overlap
+    side = 6.6 if n <= 16 else 7.6
+    fig, ax = plt.subplots(figsize=(side, 4.8 if n <= 6 else side * 0.75 if n <= 16 else side))
     ax.set_aspect("equal")
     ax.axis("off")
-    r = 0.055
+    r = min(0.055, 1.3 / max(n, 1))
     wmax = max([float(e.get("weight") or 1.0) for e in edges] + [1e-9])
     umax = max(list(used.values()) + [1])
     pairs = {(e["source"], e["target"]) for e in edges}
@@ -226,19 +266,26 @@ def tool_graph(server: str, nodes: Sequence[str], edges: Sequence[dict[str, Any]
             style = dict(color=EDGE_COLOR, lw=0.5 + 1.2 * float(e.get("weight") or 1.0) / wmax, alpha=0.9, zorder=2,
                          mutation_scale=8)
         ax.add_patch(FancyArrowPatch(pos[a], pos[b], arrowstyle="-|>", connectionstyle=f"arc3,rad={rad}",
-                                     shrinkA=9, shrinkB=9, **style))
+                                     shrinkA=9 if n <= 24 else 5, shrinkB=9 if n <= 24 else 5, **style))
     for v, (x, y) in pos.items():
         on_chain = any(v in (a, b) for a, b in used)
         ax.add_patch(Circle((x, y), r, facecolor="#bee3f8" if v in entry_set else "#f0f4f8",
                             edgecolor=KEPT_COLOR if on_chain else "#7b8794", lw=1.6 if on_chain else 1.0, zorder=5))
+        weight = "bold" if on_chain else "normal"
+        if radial:
+            angle = math.degrees(math.atan2(y, x))
+            right = x >= 0
+            ax.text(x * 1.09, y * 1.09, v, ha="left" if right else "right", va="center", fontsize=fs,
+                    rotation=angle if right else angle - 180, rotation_mode="anchor", color="#1f2933", zorder=6,
+                    fontweight=weight)
+            continue
         ha = "left" if x > 0.15 else "right" if x < -0.15 else "center"
         va = "bottom" if y > 0.9 else "top" if y < -0.9 else "center"
         ax.text(x * 1.13 + (0.02 if ha == "left" else -0.02 if ha == "right" else 0), y * 1.13, v,
-                ha=ha, va=va, fontsize=fs, color="#1f2933", zorder=6,
-                fontweight="bold" if on_chain else "normal")
+                ha=ha, va=va, fontsize=fs, color="#1f2933", zorder=6, fontweight=weight)
     ax.set_xlim(-1.25, 1.25)
     ax.set_ylim(-1.25, 1.25)
-    return svg_uri(fig)
+    return svg_uri(fig, [server, *nodes])
 
 
 __all__ = ["curves", "results_chart", "svg_uri", "tool_graph"]
