@@ -12,19 +12,16 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (what `astra demo --out DIR` writes).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
-    """Write one self-contained HTML report of a run: base / SFT / RL results, the stage funnel
-    through training and evaluation, training curves, evaluation tables, tool graphs,
-    trajectories, environments, LLM usage.
-
-    Example: astra report runs/demo -o runs/demo/report.html"""
-    from rich.markup import escape
-
+    """Write one self-contained HTML report of a run: stage funnel, tool graphs, trajectories,
+    environments, training curves, evaluation tables, LLM usage."""
     from astra.cli_common import console
     from astra.report.html import write_report
 
     if not run_dir.is_dir():
-        console.print(f"[bold red]error:[/] {escape(str(run_dir))}: not a directory", highlight=False)
+        console.print(f"[bold red]error:[/] {run_dir}: not a directory")
         raise typer.Exit(1)
+    from rich.markup import escape
+
     try:
         out = write_report(run_dir, output)
     except OSError as e:  # an unwritable place: a read-only or full disk, a file where a directory should be
