@@ -163,6 +163,8 @@ def gather_funnel(run: Path, problems: list[str]) -> dict[str, Any]:
         lbl = m.stage.replace(".", ": ", 1).replace(".", " ")
         reasons = sorted(m.rejections_by_reason.items(), key=lambda kv: -kv[1])
         errors = sorted(m.errors_by_type.items(), key=lambda kv: -kv[1])
+        kinds = getattr(m, "failures_by_kind", None) or {}  # endpoint / error, where the runner counts them
+        errors += [(f"{k} failures (retried by a rerun)", n) for k, n in sorted(kinds.items()) if n]
         extras = {x: m.model_extra[x] for x in (m.model_extra or {})} if hasattr(m, "model_extra") else {}
         stages.append(_shares({
             "key": k, "label": lbl, "group": grp, "stage": m.stage, "status": m.status,
