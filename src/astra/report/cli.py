@@ -1,4 +1,4 @@
-"""``astra report RUN_DIR -o report.html`` (registered on the main app by the integrator)."""
+"""``astra report RUN_DIR -o report.html`` (registered on the main app in :mod:`astra.cli`)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,15 @@ def report_command(
     if not run_dir.is_dir():
         print_error(f"{run_dir}: not a directory")
         raise typer.Exit(1)
-    out = write_report(run_dir, output)
-    console.print(f"report → {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    from rich.markup import escape
+
+    try:
+        out = write_report(run_dir, output)
+    except OSError as e:  # an unwritable place: a read-only or full disk, a file where a directory should be
+        console.print(f"[bold red]error:[/] cannot write {escape(str(output))}: {escape(str(e.strerror or e))}",
+                      highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"report → {escape(str(out))} ({out.stat().st_size / 1024:.0f} KiB)", highlight=False)
 
 
 __all__ = ["report_command"]
