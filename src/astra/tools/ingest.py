@@ -444,7 +444,7 @@ def ingest_sample(out: _Collector) -> None:
         raise InputError("astra.data.servers must define PYTHON_SERVERS and DOC_ONLY_DIR")
     from astra.tools.pyfunc import server_from_class
 
-    for key, cls in dict(py_servers).items():
+    for cls in dict(py_servers).values():
         server = server_from_class(cls, source="sample", skipped=(skipped := []))
         for sk in skipped:
             out.rejections.append(Rejection(key=f"{server.name}/{sk.name}", reason=TOOL_SCHEMA_UNMAPPABLE,
