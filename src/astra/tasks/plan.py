@@ -184,8 +184,33 @@ def execute_plan(plan: Plan | dict[str, Any], executor: Executor) -> list[Any]:
             result = executor.call(step.tool, args)
         except Exception as e:  # noqa: BLE001 - ToolCallError or a bug in the tool: both fail the plan
             raise PlanError(i, f"{step.tool} failed: {type(e).__name__}: {e}") from None
-        results.append(_jsonable(result))
+        result = _jsonable(result)
+        err = error_result(result)
+        if err is not None:
+            raise PlanError(i, f"{step.tool} returned an error: {err}")
+        results.append(result)
     return results
+
+
+_ERROR_TEXT = re.compile(r"^\s*(error|errors|exception|traceback|failed|failure)\b[:\s]", re.IGNORECASE)
+_ERROR_KEYS = ("error", "errors", "error_message", "exception")
+
+
+def error_result(result: Any) -> str | None:
+    """The message when a tool *returned* an error instead of raising one: an object whose
+    only or leading key is ``error`` (BFCL's backends: ``{"error": "No such file"}``), an
+    MCP-style ``{"isError": true}``, or a text that starts with "Error:"; else None."""
+    if isinstance(result, dict):
+        if result.get("isError") is True or result.get("is_error") is True:
+            return str(result.get("content") or result)[:200]
+        for key in _ERROR_KEYS:
+            if key in result and result[key] not in (None, "", [], {}, False) and (
+                    len(result) <= 2 or next(iter(result)) == key):
+                return str(result[key])[:200]
+        return None
+    if isinstance(result, str) and _ERROR_TEXT.match(result):
+        return result.strip()[:200]
+    return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -474,6 +499,20 @@ def resolve_steps(server: ToolServer, tool_names: list[str], checks: dict[str, A
     graph = _graph_resolution(tools, checks or {})
     if graph is not None:
         return _dedupe_list_sources(graph)
+    if len(tools) > 1:  # the graph's own argument resolution (bare results, lists of ids, meaning)
+        from astra.graph.verify import resolve_args
+
+        graph = _graph_resolution(tools, {"args": resolve_args(server, list(tool_names)).record})
+        if graph is not None:
+            for i, sa in enumerate(graph):  # optional identifiers: from an earlier step when one fits
+                for param in list(sa.user_optional):
+                    pschema = tools[i].properties.get(param)
+                    if i > 0 and is_identifier(param) and isinstance(pschema, dict):
+                        ref = _best_source(tools, i, param, pschema)
+                        if ref is not None:
+                            sa.derived[param] = ref
+                            sa.user_optional.remove(param)
+            return _dedupe_list_sources(graph)
     out: list[StepArgs] = []
     for i, tool in enumerate(tools):
         sa = StepArgs(tool=tool.name)
@@ -533,7 +572,37 @@ TEXTS = {
     "message": ["Hello, just checking in on this.", "Please call me back when you can."],
     "title": ["Weekly summary", "Project kickoff notes"],
 }
-_TEXT_KEYS = {"comment": "text", "body": "text", "details": "description", "summary": "content"}
+_TEXT_KEYS = {"comment": "text", "body": "text", "details": "description"}
+
+#: Realistic values by what a parameter is (its name and description), for parameters
+#: whose server holds no value and documents no example. Checked in order.
+_REALISTIC: list[tuple[re.Pattern[str], list[Any]]] = [
+    (re.compile(r"time ?zone|\bIANA\b|\btz\b", re.I), ["America/New_York", "Europe/London", "Asia/Tokyo",
+                                                        "Europe/Berlin", "Australia/Sydney"]),
+    (re.compile(r"currency|ISO 4217", re.I), ["USD", "EUR", "GBP", "JPY"]),
+    (re.compile(r"country.?code|ISO 3166|alpha-2", re.I), ["US", "GB", "DE", "JP"]),
+    (re.compile(r"\bcountry\b", re.I), ["France", "Japan", "Canada", "Brazil"]),
+    (re.compile(r"language.?code|ISO 639|locale", re.I), ["en", "fr", "de", "es"]),
+    (re.compile(r"\bIATA\b|airport.?code", re.I), ["JFK", "LAX", "SFO", "ORD", "LHR"]),
+    (re.compile(r"ticker|stock.?symbol", re.I), ["AAPL", "MSFT", "NVDA", "AMZN"]),
+    (re.compile(r"\bphone|telephone|mobile.?number", re.I), ["+1 415 555 0134", "+44 20 7946 0958"]),
+    (re.compile(r"\burl\b|website|web page", re.I), ["https://www.python.org", "https://en.wikipedia.org/wiki/Lisbon"]),
+    (re.compile(r"\b(zip|postal|post) ?code|\bzip\b", re.I), ["94105", "10001", "60601"]),
+    (re.compile(r"HH:MM|24-hour|\btime of day\b", re.I), ["09:30", "14:45", "18:00"]),
+    (re.compile(r"ISO 8601|date.?time|timestamp", re.I), ["2026-03-18T09:30:00", "2026-04-02T15:00:00"]),
+    (re.compile(r"\bcity\b|\btown\b", re.I), ["Paris", "Tokyo", "Chicago", "Cape Town", "Lisbon"]),
+    (re.compile(r"colou?r", re.I), ["blue", "red", "green"]),
+]
+
+
+def realistic_values(param: str, description: str = "") -> list[Any]:
+    """Realistic values for a parameter by what it is (time zone, currency, city, URL ...),
+    or [] when it is nothing this table knows (no type-invented filler)."""
+    text = f"{param.replace('_', ' ')} {description}"
+    for pattern, values in _REALISTIC:
+        if pattern.search(text):
+            return list(values)
+    return []
 
 _QUERYISH = re.compile(r"^(query|q|keywords?|search|search_term|term|terms|search_query)$")
 _PERSONISH = re.compile(r"(traveler|traveller|guest|passenger|holder|recipient|person|full|customer|contact)_?name$|"
@@ -595,10 +664,83 @@ class ValuePool:
         self.records: list[dict[str, Any]] = []
         self.tables: dict[str, list[str]] = {}
         self.today: str | None = None
+        #: descriptions of harvested keys (from the output schema of the tool that returned them)
+        self.key_desc: dict[str, str] = {}
+        #: keys whose values came as a list of scalars (``current_directory_content``)
+        self.list_keys: set[str] = set()
+        self._matched: dict[tuple[str, str], list[Any]] = {}
+        #: values returned during the plan being sampled (a fork's own)
+        self.live: dict[str, list[Any]] = {}
+        self._scores: dict[tuple[str, str, str, str, bool], float | None] = {}
+        #: whether probing a copy of a live executor is cheap enough to do at every step
+        self.cheap_copies = True
         if server.call.kind == "python" and server.call.target:
             self._scan_module(server.call.target)
         if factory is not None:
+            import time
+
+            t0 = time.perf_counter()
+            copy.deepcopy(factory())
+            self.cheap_copies = time.perf_counter() - t0 < 0.05
+            self._scan_instance(factory)
             self._probe(factory)
+
+    def fork(self) -> ValuePool:
+        """A copy to add a plan's live results to (the original is not changed)."""
+        other = copy.copy(self)
+        other.keyed = {k: list(v) for k, v in self.keyed.items()}
+        other.records = list(self.records)
+        other.tables = {k: list(v) for k, v in self.tables.items()}
+        other.key_desc = dict(self.key_desc)
+        other.list_keys = set(self.list_keys)
+        other._matched = {}
+        other.live = {}
+        other._scores = self._scores  # shared: a field/parameter pair scores the same in every fork
+        return other
+
+    def absorb(self, tool: Tool, result: Any) -> None:
+        """Add what ``tool`` returned during a plan (its values come first for later steps)."""
+        self._describe(tool)
+        before = {k: list(v) for k, v in self.keyed.items()}
+        self._walk(_jsonable(result))
+        if not isinstance(result, dict | list):
+            from astra.graph.dataflow import output_fields
+
+            fields = output_fields(tool)
+            if fields and fields[0].path == "":
+                self._add(fields[0].name, result)
+                self.key_desc.setdefault(fields[0].name, fields[0].description)
+        for k, v in self.keyed.items():
+            new = [x for x in v if x not in before.get(k, [])]
+            if new:
+                self.live.setdefault(k, []).extend(new)
+        self._matched = {}
+
+    def _describe(self, tool: Tool) -> None:
+        props = (tool.output_schema or {}).get("properties") if isinstance(tool.output_schema, dict) else None
+        for k, sub in (props or {}).items():
+            if isinstance(sub, dict) and sub.get("description"):
+                self.key_desc.setdefault(k, str(sub["description"]))
+
+    def _scan_instance(self, factory: Callable[[], Executor]) -> None:
+        """The implementation's own data: the attributes of a fresh instance (a tau2 toolkit's
+        database, a BFCL class's loaded scenario), walked for keyed values and records."""
+        try:
+            instance = getattr(factory(), "instance", None)
+        except Exception:  # noqa: BLE001 - no instance data is not an error
+            return
+        if instance is None:
+            return
+        for name, value in list(vars(instance).items())[:50]:
+            if name.startswith("__"):
+                continue
+            if hasattr(value, "model_dump"):
+                try:
+                    value = value.model_dump(mode="json")
+                except Exception:  # noqa: BLE001
+                    continue
+            if isinstance(value, dict | list | tuple):
+                self._walk(_jsonable(value), table=name.strip("_").lower())
 
     # -- collecting ---------------------------------------------------------------
 
@@ -625,11 +767,20 @@ class ValuePool:
                     self._walk(v, depth + 1)
                 return
             flat = {k: v for k, v in obj.items() if _scalar(v)}
-            if len(flat) >= 2:
+            for sub in obj.values():  # a user's name and address belong to the user
+                if isinstance(sub, dict):
+                    for k2, v2 in sub.items():
+                        if _scalar(v2):
+                            flat.setdefault(k2, v2)
+            if len(flat) >= 2 and len(self.records) < 2000:
                 self.records.append(flat)
             for k, v in obj.items():
                 if _scalar(v):
                     self._add(k, v)
+                elif isinstance(v, list | tuple) and v and all(_scalar(x) for x in v[:50]):
+                    self.list_keys.add(str(k))
+                    for x in v[:50]:
+                        self._add(k, x)
                 elif isinstance(v, dict | list | tuple):
                     self._walk(v, depth + 1, table=k)
         elif isinstance(obj, list | tuple):
@@ -665,10 +816,11 @@ class ValuePool:
                     variants.append({p: True})
             for args in variants:
                 try:
-                    result = factory().call(tool.name, args)
+                    result = _jsonable(factory().call(tool.name, args))
                 except Exception:  # noqa: BLE001 - a probe that fails teaches nothing
                     continue
-                self._walk(_jsonable(result))
+                if error_result(result) is None:
+                    self.absorb(tool, result)
 
     # -- answering ----------------------------------------------------------------
 
@@ -684,6 +836,56 @@ class ValuePool:
         if "array" not in p and p.endswith("s") and not out:
             out.extend(self.keyed.get(p[:-1], []))
         return list(dict.fromkeys(out))
+
+    def matched_values(self, tool: Tool, param: str) -> list[Any]:
+        """Values harvested under another key that means what ``param`` means, decided by the
+        graph's field matcher (names, then meaning): the entries ``ls`` listed for
+        ``file_name``, a watchlist's symbols for ``symbol``. Values seen during this plan
+        come first."""
+        key = (tool.name, param)
+        hit = self._matched.get(key)
+        if hit is not None:
+            return hit
+        from astra.graph.dataflow import (
+            EDGE_THRESHOLD,
+            OutField,
+            field_text,
+            match_field,
+            param_text,
+            prime_embeddings,
+        )
+
+        schema = tool.properties.get(param) if isinstance(tool.properties.get(param), dict) else {}
+        fields = []
+        for k, vals in self.keyed.items():
+            if k == param or not vals:
+                continue
+            sample = vals[0]
+            types = frozenset({"integer" if isinstance(sample, int) else "number" if isinstance(sample, float)
+                               else "string"})
+            path = f"{k}[]" if k in self.list_keys else k
+            fields.append(OutField(path=path, name=k, types=types, description=self.key_desc.get(k, "")))
+        todo = [f for f in fields if (tool.name, param, f.name, f.description, f.path.endswith("[]"))
+                not in self._scores]
+        if todo:
+            prime_embeddings([field_text(f) for f in todo] + [param_text(param, schema)])
+        scored = []
+        for f in fields:
+            sk = (tool.name, param, f.name, f.description, f.path.endswith("[]"))
+            if sk not in self._scores:
+                m = match_field(f, param, schema, src_tool="", dst_tool=tool.name, server_tools=[])
+                self._scores[sk] = m.raw if m is not None and m.score >= EDGE_THRESHOLD else None
+            if self._scores[sk] is not None:
+                scored.append((self._scores[sk], f.name))
+        scored.sort(key=lambda x: -x[0])
+        out: list[Any] = []
+        for _, k in scored:
+            out.extend(self.live.get(k, []))
+        for _, k in scored:
+            out.extend(self.keyed.get(k, []))
+        out = list(dict.fromkeys(out))
+        self._matched[key] = out
+        return out
 
     def candidates(self, tool: Tool, param: str, *, fallback: bool = True) -> list[Any]:
         """Candidate values for ``param`` of ``tool``, most trustworthy first. Without
@@ -705,7 +907,8 @@ class ValuePool:
                            fallback: bool = True) -> list[Any]:
         p = param.lower()
         examples = [e for e in description_examples(schema) if not isinstance(e, list)]
-        seed = self.seed_values(param)
+        seed = list(self.live.get(param, [])) + self.seed_values(param)
+        seed = list(dict.fromkeys(seed + self.matched_values(tool, param)))
         if _QUERYISH.match(p):
             names = []
             for key in ("name", "title", "subject", "company"):
@@ -748,13 +951,13 @@ class ValuePool:
         for k, vals in TEXTS.items():
             if key == k or key.endswith("_" + k):
                 return vals
-        if "name" in p or re.search(r"\bfull name\b|\bperson\b", desc):
+        if re.search(r"\b(full name|first and last name|person|passenger|traveller|traveler|customer|guest)\b",
+                     desc, re.IGNORECASE):
             return PERSON_NAMES
-        if "path" in p or "file" in p:
-            return ["/notes/summary.md", "/reports/q1.txt"]
-        if "url" in p:
-            return ["https://example.com/page"]
-        return ["example"]
+        generated = realistic_values(p, desc)
+        if generated:
+            return generated
+        return []  # nothing real to offer: the caller finds no plan rather than inventing "example"
 
     @staticmethod
     def _typed(vals: Iterable[Any], schema: dict[str, Any], types: set[str]) -> list[Any]:
@@ -820,6 +1023,59 @@ def _skip_optional(param: str, schema: dict[str, Any]) -> bool:
     return bool(_LIMITISH.match(param.lower())) or "boolean" in json_types(schema)
 
 
+def _step_user_args(sa: StepArgs, tool: Tool, pool: ValuePool, rng: random.Random, given: dict[str, Any], *,
+                    optional_rate: float = 0.3) -> dict[str, Any] | None:
+    """The user values of one step drawn from ``pool`` (None when a required value has no
+    candidate). ``given`` holds the values earlier steps stated (reused, and updated)."""
+    params = list(sa.user_required)
+    optional = [p for p in sa.user_optional if not _skip_optional(p, tool.properties.get(p) or {})]
+    if not params and not sa.derived and optional:
+        # a step with nothing to go on (a bare search) gets one concrete option
+        queryish = [p for p in optional if _QUERYISH.match(p.lower())]
+        params.append(queryish[0] if queryish else rng.choice(optional))
+    for p in optional:
+        if p not in params and (p in given or rng.random() < optional_rate):
+            params.append(p)
+    args: dict[str, Any] = {}
+    for p in params:
+        if p in given:
+            args[p] = given[p]
+    # values that belong together (origin, destination and date of one flight)
+    open_params = [p for p in params if p not in args]
+    if len(open_params) >= 2 and pool.records:
+        fits = [r for r in pool.records if sum(1 for p in open_params if p in r) >= 2]
+        if fits and rng.random() < 0.9:
+            rec = rng.choice(fits)
+            for p in open_params:
+                if p in rec:
+                    typed = pool._typed([rec[p]], tool.properties.get(p) or {},
+                                        json_types(tool.properties.get(p) or {}))
+                    if typed:
+                        args[p] = typed[0]
+    for p in sorted(params, key=lambda x: _end_partner(x, params) is not None):
+        if p in args:
+            continue
+        start = _end_partner(p, params)
+        if start and isinstance(args.get(start), str) and _DATE.match(args[start]):
+            d = _dt.date.fromisoformat(args[start]) + _dt.timedelta(days=rng.randint(2, 5))
+            args[p] = d.isoformat()
+            continue
+        # an identifier the user could not know is never invented ("vehicle example")
+        cands = pool.candidates(tool, p, fallback=not is_identifier(p))
+        if not cands:
+            if p in sa.user_required:
+                return None
+            continue
+        # favour the first (most trustworthy) candidates a little
+        idx = min(int(rng.expovariate(1 / 3.0)), len(cands) - 1) if rng.random() < 0.5 else \
+            rng.randrange(len(cands))
+        args[p] = cands[idx]
+    _separate_pairs(args, tool, pool, rng)
+    for p, v in args.items():
+        given.setdefault(p, v)
+    return {p: args[p] for p in tool.properties if p in args}
+
+
 def sample_plan(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: random.Random, *,
                 optional_rate: float = 0.3) -> Plan | None:
     """One plan for ``steps`` with user values drawn from ``pool`` (None when a required
@@ -828,55 +1084,52 @@ def sample_plan(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng:
     given: dict[str, Any] = {}  # a value the user already stated is reused by later steps
     for sa in steps:
         tool = server.tool(sa.tool)
-        params = list(sa.user_required)
-        optional = [p for p in sa.user_optional if not _skip_optional(p, tool.properties.get(p) or {})]
-        if not params and not sa.derived and optional:
-            # a step with nothing to go on (a bare search) gets one concrete option
-            queryish = [p for p in optional if _QUERYISH.match(p.lower())]
-            params.append(queryish[0] if queryish else rng.choice(optional))
-        for p in optional:
-            if p not in params and (p in given or rng.random() < optional_rate):
-                params.append(p)
-        args: dict[str, Any] = {}
-        for p in params:
-            if p in given:
-                args[p] = given[p]
-        # values that belong together (origin, destination and date of one flight)
-        open_params = [p for p in params if p not in args]
-        if len(open_params) >= 2 and pool.records:
-            fits = [r for r in pool.records if sum(1 for p in open_params if p in r) >= 2]
-            if fits and rng.random() < 0.9:
-                rec = rng.choice(fits)
-                for p in open_params:
-                    if p in rec:
-                        typed = pool._typed([rec[p]], tool.properties.get(p) or {},
-                                            json_types(tool.properties.get(p) or {}))
-                        if typed:
-                            args[p] = typed[0]
-        for p in sorted(params, key=lambda x: _end_partner(x, params) is not None):
-            if p in args:
-                continue
-            start = _end_partner(p, params)
-            if start and isinstance(args.get(start), str) and _DATE.match(args[start]):
-                d = _dt.date.fromisoformat(args[start]) + _dt.timedelta(days=rng.randint(2, 5))
-                args[p] = d.isoformat()
-                continue
-            # an identifier the user could not know is never invented ("vehicle example")
-            cands = pool.candidates(tool, p, fallback=not is_identifier(p))
-            if not cands:
-                if p in sa.user_required:
-                    return None
-                continue
-            # favour the first (most trustworthy) candidates a little
-            idx = min(int(rng.expovariate(1 / 3.0)), len(cands) - 1) if rng.random() < 0.5 else \
-                rng.randrange(len(cands))
-            args[p] = cands[idx]
-        _separate_pairs(args, tool, pool, rng)
-        for p, v in args.items():
-            given.setdefault(p, v)
-        ordered = {p: args[p] for p in tool.properties if p in args}
+        ordered = _step_user_args(sa, tool, pool, rng, given, optional_rate=optional_rate)
+        if ordered is None:
+            return None
         plan_steps.append(PlanStep(tool=sa.tool, user_args=ordered, derived_args=dict(sa.derived)))
     return Plan(steps=plan_steps)
+
+
+class _NoValue(Exception):
+    pass
+
+
+def sample_and_run(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: random.Random,
+                   factory: Callable[[], Executor], *, optional_rate: float = 0.3) -> tuple[Plan, list[Any]]:
+    """Sample a plan step by step while executing it on one fresh executor: the values of
+    step i are drawn from the pool *plus* what steps < i returned and what the
+    parameter-free tools return in the state reached so far (probed on a copy of the
+    executor, so the probes change nothing). So a file name comes from the directory the
+    plan is in, an order id from the user the plan looked up. Raises :class:`PlanError`
+    (a failing call) or :class:`_NoValue` (no candidate for a required value)."""
+    ex = factory()
+    live = pool.fork()
+    plan_steps: list[PlanStep] = []
+    results: list[Any] = []
+    given: dict[str, Any] = {}
+    for i, sa in enumerate(steps):
+        tool = server.tool(sa.tool)
+        if i > 0:
+            live.absorb(server.tool(steps[i - 1].tool), results[-1])
+            if pool.cheap_copies:
+                live._probe(lambda: copy.deepcopy(ex))
+        ordered = _step_user_args(sa, tool, live, rng, given, optional_rate=optional_rate)
+        if ordered is None:
+            raise _NoValue(f"step {i}: no candidate value for a required parameter of {sa.tool}")
+        plan_steps.append(PlanStep(tool=sa.tool, user_args=ordered, derived_args=dict(sa.derived)))
+        partial = Plan(steps=plan_steps)
+        args = step_arguments(partial, i, results)
+        try:
+            result = ex.call(sa.tool, args)
+        except Exception as e:  # noqa: BLE001 - the plan fails, whatever the tool raised
+            raise PlanError(i, f"{sa.tool} failed: {type(e).__name__}: {e}") from None
+        result = _jsonable(result)
+        err = error_result(result)
+        if err is not None:
+            raise PlanError(i, f"{sa.tool} returned an error: {err}")
+        results.append(result)
+    return Plan(steps=plan_steps), results
 
 
 def _separate_pairs(args: dict[str, Any], tool: Tool, pool: ValuePool, rng: random.Random) -> None:
@@ -924,24 +1177,31 @@ def find_plans(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: 
         if not found and not demoted and missing and attempt >= tries // 2:
             steps = _demote(steps, missing)
             demoted = True
-        plan = sample_plan(server, steps, pool, rng)
-        if plan is None:
-            errors.append("no candidate value for a required parameter")
-            continue
-        sig = plan.signature()
-        if sig in seen:
-            continue
-        seen.add(sig)
         if factory is None:
+            plan = sample_plan(server, steps, pool, rng)
+            if plan is None:
+                errors.append("no candidate value for a required parameter")
+                continue
+            sig = plan.signature()
+            if sig in seen:
+                continue
+            seen.add(sig)
             found.append(FoundPlan(plan, None))
             continue
         try:
-            results = execute_plan(plan, factory())
+            plan, results = sample_and_run(server, steps, pool, rng, factory)
+        except _NoValue as e:
+            errors.append(str(e))
+            continue
         except PlanError as e:
             errors.append(str(e))
             if e.param is not None:
                 missing.add((e.step, e.param))
             continue
+        sig = plan.signature()
+        if sig in seen:
+            continue
+        seen.add(sig)
         empty = [i for i, (s, r) in enumerate(zip(plan.steps, results, strict=True)) if s.user_args and _empty(r)]
         if empty:
             errors.append(f"step {empty[0]}: {plan.steps[empty[0]].tool} returned nothing for the chosen values")

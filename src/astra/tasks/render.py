@@ -20,6 +20,13 @@ import re
 from typing import Any
 
 from astra.tasks.plan import Plan, PlanStep, enum_values, is_identifier, json_types
+from astra.tasks.text import normalize_description
+
+#: Qualifiers a tool description adds to its object that a user does not say
+#: ("a file of any extension from currrent directory" -> "a file").
+_QUALIFIERS = re.compile(r"\s+(?:of\s+any\s+(?:extension|kind|type|format)|(?:at|from|in)\s+(?:the\s+)?curr?r?ent\s+"
+                         r"(?:working\s+)?directory|in\s+the\s+system|if\s+(?:it\s+is\s+)?(?:not\s+)?"
+                         r"(?:provided|given|specified))\b", re.IGNORECASE)
 from astra.types import Tool, ToolServer
 
 _ROLE_FROM = ("from_", "source_", "src_", "origin")
@@ -131,8 +138,9 @@ def _plural(word: str, n: Any = 2) -> str:
 
 def intent_phrase(tool: Tool) -> str:
     """The tool's job as a lower-case imperative phrase, from its description."""
-    desc = (tool.description or "").strip()
+    desc = normalize_description(tool.description or "")
     first = re.split(r"(?<=[.!?])\s+|\n", desc, maxsplit=1)[0].strip() if desc else ""
+    first = _QUALIFIERS.sub("", first)
     first = re.sub(r"\s*\([^)]*\)", "", first).strip().rstrip(".!").strip()
     if ":" in first:
         first = first.split(":", 1)[0].strip()
