@@ -220,10 +220,19 @@ def _dot(a: list[float], b: list[float]) -> float:
     return float(sum(x * y for x, y in zip(a, b, strict=True)))
 
 
+_SIM: dict[tuple[str, str, str], float] = {}
+
+
 def similarity(a: str, b: str) -> float:
-    """Cosine similarity of two texts' sentence embeddings (cached per text)."""
-    va, vb = _embedder().encode([a, b])
-    return _dot(va, vb)
+    """Cosine similarity of two texts' sentence embeddings (cached per pair)."""
+    key = (getattr(_embedder(), "model_id", ""), a, b)
+    hit = _SIM.get(key)
+    if hit is None:
+        va, vb = _embedder().encode([a, b])
+        hit = _SIM[key] = _dot(va, vb)
+        if len(_SIM) > 200_000:
+            _SIM.clear()
+    return hit
 
 
 _DIRECTORY_LISTING = re.compile(r"\b(contents?|entries|items|files|listing)\b.*\b(director(y|ies)|folders?)\b|"

@@ -21,13 +21,13 @@ from typing import Any
 
 from astra.tasks.plan import Plan, PlanStep, enum_values, is_identifier, json_types
 from astra.tasks.text import normalize_description
+from astra.types import Tool, ToolServer
 
 #: Qualifiers a tool description adds to its object that a user does not say
 #: ("a file of any extension from currrent directory" -> "a file").
 _QUALIFIERS = re.compile(r"\s+(?:of\s+any\s+(?:extension|kind|type|format)|(?:at|from|in)\s+(?:the\s+)?curr?r?ent\s+"
                          r"(?:working\s+)?directory|in\s+the\s+system|if\s+(?:it\s+is\s+)?(?:not\s+)?"
                          r"(?:provided|given|specified))\b", re.IGNORECASE)
-from astra.types import Tool, ToolServer
 
 _ROLE_FROM = ("from_", "source_", "src_", "origin")
 _ROLE_TO = ("to_", "target_", "dest_", "destination")

@@ -152,11 +152,9 @@ def normalize_description(text: str) -> str:
     description:" marker, without leading sentences about the tool's API or service
     ("This tool belongs to the Gorilla file system. It is a simple file system that ...")."""
     t = (text or "").strip()
-    m = None
-    for m in _DESC_MARKER.finditer(t):
-        pass
-    if m is not None and t[m.end():].strip():
-        t = t[m.end():].strip()
+    marks = list(_DESC_MARKER.finditer(t))
+    if marks and t[marks[-1].end():].strip():
+        t = t[marks[-1].end():].strip()
     sents = re.split(r"(?<=[.!?])\s+|\n+", t)
     while len(sents) > 1 and BOILERPLATE.match(sents[0]):
         sents = sents[1:]
