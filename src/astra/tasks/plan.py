@@ -1225,6 +1225,30 @@ def _demote(steps: list[StepArgs], missing: set[tuple[int, str]]) -> list[StepAr
 
 __all__ = [
     "PLAN_FORMAT", "DerivedRef", "ExecutorFactory", "FoundPlan", "Plan", "PlanError", "PlanStep", "StepArgs",
-    "ValuePool", "description_examples", "executor_factory", "execute_plan", "find_plans", "follow_path",
+    "MCPExecutor", "ValuePool", "description_examples", "executor_factory", "execute_plan", "find_plans", "follow_path",
     "json_types", "resolve_steps", "sample_plan", "schema_fields", "step_arguments",
 ]
+
+
+class MCPExecutor:
+    """Calls the tools of a live MCP server (``CallInfo`` of kind ``mcp_*``) from sync code,
+    one session per call; a result marked as an error raises. For servers whose state
+    lives outside the process (a repository, a database), a plan run here changes it."""
+
+    def __init__(self, call: Any, timeout: float = 30.0) -> None:
+        self.call_info = call
+        self.timeout = timeout
+
+    def call(self, tool_name: str, arguments: dict[str, Any] | None = None) -> Any:
+        from astra.tools.ingest import run_sync
+        from astra.tools.mcp_client import call_tool, open_session, result_payload
+
+        async def go() -> Any:
+            async with open_session(self.call_info, timeout=self.timeout) as session:
+                res = await call_tool(session, tool_name, arguments or {}, timeout=self.timeout)
+                payload = result_payload(res)
+                if res.is_error:
+                    raise RuntimeError(str(payload)[:300])
+                return payload
+
+        return run_sync(go)

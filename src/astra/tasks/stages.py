@@ -8,7 +8,7 @@ stage               input -> output       rejection reasons
 ``tasks.augment``   Task -> Task          see :mod:`astra.tasks.augment`
                     (original + variants)
 ``tasks.score``     Task -> Task (scored) ``score_failed``
-``tasks.select``    Task -> Task          ``low_<aspect>``, ``near_duplicate``
+``tasks.select``    Task -> Task          a failing gate (:mod:`astra.tasks.gates`), ``low_<aspect>``, ``near_duplicate``
 ==================  ====================  =========================================
 
 Generation reads two kinds of input -- verified chains (chain mode) and tool servers
@@ -40,6 +40,7 @@ from astra.llm.errors import LLMError
 from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manifest, read_outputs, run_stage
 from astra.tasks.augment import LLMAugmenter, OfflineAugmenter, augment_task, load_personas, parse_modes
 from astra.tasks.dedup import DEFAULT_DEDUP_THRESHOLD, select_tasks
+from astra.tasks.gates import task_gates
 from astra.tasks.generate import MAX_K, LLMGenerator, OfflineGenerator, stable_hash
 from astra.tasks.score import LLMScorer, Thresholds, offline_scores
 from astra.types import Chain, Record, Rejection, Task, ToolServer
@@ -336,6 +337,7 @@ class ScoreStage(_LLMStage):
                 return StageResult.reject(record.id, "score_failed", str(e)[:300])
         else:
             scores = offline_scores(record, [t.name for t in server.tools] if server else None)
+        scores = {**scores, "gates": task_gates(record)}  # meaning checks, whichever scorer
         return StageResult.accept(record.model_copy(update={"scores": scores}))
 
 
