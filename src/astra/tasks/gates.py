@@ -48,8 +48,9 @@ _PLACEHOLDER_RE = re.compile(r"^(?:<[^<>]{1,40}>|\{[^{}]{1,40}\}|\[[A-Za-z _-]{1
                              r"(?:example|sample|test|dummy|placeholder)[\w.-]*|x{3,}|lorem ipsum.*|\.\.\.+|[?]+)$",
                              re.IGNORECASE)
 _TYPE_NAMES = frozenset("string str integer int number float boolean bool object dict array list null".split())
-_PERSON_HINT = re.compile(r"name|person|user|customer|passenger|guest|author|recipient|contact|owner|holder|"
-                          r"traveler|traveller|assignee|sender|employee|patient|student|member|by", re.I)
+_PERSON_HINT = re.compile(r"^(?:name|full_?name|first_?name|last_?name|user_?name|display_?name)$|(?:^|_)(?:person|user|"
+                          r"customer|passenger|guest|author|recipient|contact|owner|holder|traveler|traveller|"
+                          r"assignee|sender|employee|patient|student|member|by)(?:_|$)", re.I)
 _PERSON_VALUE = re.compile(r"^[A-Z][a-z]+(?:\s+[A-Z][a-z'-]+){1,2}$")
 
 
@@ -110,7 +111,8 @@ _PLEASE_NO_VERB = re.compile(r"^\s*(?:please|i need you to|i'd like you to)\s+(?
 _DOUBLE = re.compile(r"\b(\w{2,})\s+\1\b", re.IGNORECASE)
 _DOUBLE_ART = re.compile(r"\b(?:a|an|the)\s+(?:a|an|the)\b", re.IGNORECASE)
 _EMPTY_SLOT = re.compile(r"\b(?:with|to|for|named|called|saying|of)\s*(?:[,.;:?!]|$)|\"\"|''|\(\s*\)", re.IGNORECASE)
-_MID_CAPITAL = re.compile(r"(?<=[a-z,;]\s)(?:Of|The|And|With|To|For|In)\s+(?:the|a|an|user|its)\b")
+_MID_CAPITAL = re.compile(r"(?<=[a-z,;]\s)(?:Of|The|And|With|To|For|In)\s+(?:the|a|an|user|its)\b|"
+                          r"(?:^|[.!?]\s+)(?:Of|With|And)\s+the\s+\w+(?:'s)?\s+\w+\s*[.!?]")
 
 
 def grammar_gate(query: str) -> str | None:
