@@ -472,8 +472,9 @@ def _graph_resolution(tools: list[Tool], checks: dict[str, Any]) -> list[StepArg
                 if not isinstance(j, int) or not 0 <= j < i:
                     continue
                 pschema = tool.properties.get(param) or {}
+                fld = src.get("field")
                 path = list(src["path"]) if isinstance(src.get("path"), list) else \
-                    _from_field_path(str(src.get("field") or param), pschema)
+                    _from_field_path(param if fld is None else str(fld), pschema)  # "" = the whole result
                 sa.derived[param] = DerivedRef(step=j, path=path)
             sa.user_required = [p for p in tool.required if p not in sa.derived]
             sa.user_optional = [p for p in tool.properties if p not in tool.required and p not in sa.derived]
