@@ -115,10 +115,19 @@ _MID_CAPITAL = re.compile(r"(?<=[a-z,;]\s)(?:Of|The|And|With|To|For|In)\s+(?:the
                           r"(?:^|[.!?]\s+)(?:Of|With|And)\s+the\s+\w+(?:'s)?\s+\w+\s*[.!?]")
 
 
+_THIRD_PERSON = re.compile(r"\b(?:you|to|please|can|could|would|will)\s+([a-z]{3,}(?:es|s))\s+(?:the|a|an|all|one|"
+                           r"two|current|your|each)\b", re.IGNORECASE)
+_SINGULAR_S = ("ss", "us", "is", "ous")
+
+
 def grammar_gate(query: str) -> str | None:
     """What is broken in the sentence, or None."""
     q = query.strip()
     problems = []
+    for m in _THIRD_PERSON.finditer(q):
+        if not m.group(1).lower().endswith(_SINGULAR_S) and m.group(1).lower() not in ("this", "access", "process"):
+            problems.append(f"a verb in the third person after {m.group(0).split()[0]!r}: {m.group(0)!r}")
+            break
     m = _MODAL_NO_VERB.search(q) or _PLEASE_NO_VERB.search(q)
     if m:
         problems.append(f"no verb after {m.group(0)!r}")
@@ -185,8 +194,8 @@ def constraint_gate(task: Any) -> str | None:
         for p, v in ua.items():
             if p.lower().startswith("min_") and isinstance(v, int | float):
                 hi = ua.get("max_" + p[4:])
-                if isinstance(hi, int | float) and hi < v:
-                    problems.append(f"{p}={v} > max_{p[4:]}={hi}")
+                if isinstance(hi, int | float) and hi <= v:
+                    problems.append(f"{p}={v} >= max_{p[4:]}={hi} (an empty or one-point range)")
     results = _results(task)
     if results:
         for m in _BOUND.finditer(task.query):

@@ -596,6 +596,33 @@ _REALISTIC: list[tuple[re.Pattern[str], list[Any]]] = [
 ]
 
 
+_NUMBERS: list[tuple[re.Pattern[str], list[float]]] = [
+    (re.compile(r"amount|price|cost|fare|balance|fund|deposit|withdraw|payment|budget|salary|total|fee|usd|dollar",
+                re.I), [250.0, 120.0, 75.5, 1200.0]),
+    (re.compile(r"quantit|count|number of|passengers|guests|people|seats|rooms|nights|days|shares|copies|items|"
+                r"servings|tickets|lines|limit|top", re.I), [2, 3, 5]),
+    (re.compile(r"percent|threshold|rate|ratio", re.I), [5.0, 2.5, 10.0]),
+    (re.compile(r"distance|mileage|\bkm\b|miles", re.I), [120.0, 45.5, 300.0]),
+    (re.compile(r"temperature|celsius|fahrenheit", re.I), [21.0, 18.5, 25.0]),
+    (re.compile(r"gallon|liter|litre|fuel|volume", re.I), [10.0, 15.0, 30.0]),
+    (re.compile(r"weight|\bkg\b|pounds", re.I), [2.5, 12.0]),
+    (re.compile(r"\bage\b|year", re.I), [2024, 2025, 34]),
+    (re.compile(r"\bnumbers?\b|\bvalue\b|\bbase\b|exponent|operand|\b[abxy]\b|dividend|divisor", re.I),
+     [12.0, 7.0, 3.5, 9.0, 2.0]),
+]
+
+
+def _numbers_by_meaning(param: str, description: str) -> list[float] | None:
+    """Plausible numbers for what a numeric parameter is (an amount of money, a count, a
+    percentage ...), or None when its name and description say nothing."""
+    words = re.split(r"[_\W]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", param))
+    text = " ".join(words) + " " + description
+    for pattern, values in _NUMBERS:
+        if pattern.search(text):
+            return list(values)
+    return None
+
+
 def realistic_values(param: str, description: str = "") -> list[Any]:
     """Realistic values for a parameter by what it is (time zone, currency, city, URL ...),
     or [] when it is nothing this table knows (no type-invented filler)."""
@@ -608,6 +635,8 @@ def realistic_values(param: str, description: str = "") -> list[Any]:
 _QUERYISH = re.compile(r"^(query|q|keywords?|search|search_term|term|terms|search_query)$")
 _PERSONISH = re.compile(r"(traveler|traveller|guest|passenger|holder|recipient|person|full|customer|contact)_?name$|"
                         r"^(name|full_name)$")
+_THING_NAME = re.compile(r"\b(company|product|file|folder|directory|stock|city|country|item|project|branch|"
+                         r"repository|repo|team|group|channel|category|brand|store|shop|hotel|airport|place)\b", re.I)
 _END_OF = {"check_out": "check_in", "checkout": "checkin", "end_date": "start_date", "to_date": "from_date",
            "return_date": "departure_date", "end": "start", "until": "since", "date_to": "date_from"}
 _EXAMPLE_SPAN = re.compile(r"(?:e\.g\.|such as|for example|for instance|like)\s*(.*?)(?:;|\)|\.(?:\s|$)|, as\b|$)",
@@ -901,6 +930,8 @@ class ValuePool:
             items = self._scalar_candidates(tool, param, _items_schema(schema) | {
                 "description": schema.get("description", "")}, json_types(_items_schema(schema)), fallback)
             ex = [e for e in description_examples(schema) if isinstance(e, list)]
+            if json_types(_items_schema(schema)) & {"number", "integer"} and len(items) >= 3:
+                return ex + [items[:4], items[1:4]]  # a list of numbers to compute on, not one number
             return ex + [[v] for v in items[:10]]
         return self._scalar_candidates(tool, param, schema, types, fallback)
 
@@ -920,7 +951,7 @@ class ValuePool:
                         if len(words) >= 3:
                             names.append(" ".join(words[-2:]).lower())
             vals = examples + seed + names
-        elif _PERSONISH.search(p) and not seed:
+        elif _PERSONISH.search(p) and not seed and not _THING_NAME.search(str(schema.get("description") or "")):
             vals = examples + PERSON_NAMES
         else:
             vals = examples + seed
@@ -936,12 +967,19 @@ class ValuePool:
             return [True]
         if "integer" in types or "number" in types:
             m = _RANGE.search(desc)
+            bounded = bool(m) or "minimum" in schema or "maximum" in schema
             lo = int(m.group(1)) if m else int(schema.get("minimum", 1))
-            hi = int(m.group(2)) if m else int(schema.get("maximum", max(lo, 1) + 4))
+            hi = int(m.group(2)) if m else int(schema.get("maximum", 10**9))
+            by_meaning = _numbers_by_meaning(p, desc)
+            if by_meaning is None and not bounded:
+                return []  # a number nothing says anything about: no "1" invented from the type
+            vals = by_meaning or ([2, 3, 4, 5] if "integer" in types else [2.0, 3.0, 4.0])
             if "integer" in types:
-                return [v for v in (2, 3, 4, 1, 5) if lo <= v <= hi] or [lo]
-            return [v for v in (50.0, 100.0, 250.0, 20.0) if lo <= v <= hi] or [float(lo)]
-        if "date" in p or "YYYY-MM-DD" in desc or p in ("check_in", "check_out", "checkin", "checkout"):
+                return [int(v) for v in vals if float(v).is_integer() and lo <= v <= hi] or \
+                    ([v for v in (2, 3, lo) if lo <= v <= hi] if bounded else [])
+            return [float(v) for v in vals if lo <= v <= hi] or ([float(lo)] if bounded else [])
+        if re.search(r"(^|_)(date|day)(_|$)|_on$", p) or "YYYY-MM-DD" in desc or \
+                p in ("check_in", "check_out", "checkin", "checkout"):
             base = _dt.date.fromisoformat(self.today) if self.today else _dt.date(2026, 3, 10)
             return [(base + _dt.timedelta(days=d)).isoformat() for d in (8, 10, 12, 14)]
         if "email" in p:
@@ -1134,8 +1172,16 @@ def sample_and_run(server: ToolServer, steps: list[StepArgs], pool: ValuePool, r
 
 
 def _separate_pairs(args: dict[str, Any], tool: Tool, pool: ValuePool, rng: random.Random) -> None:
-    """``from_currency`` and ``to_currency`` (origin/destination ...) get different values."""
+    """``from_currency`` and ``to_currency`` (origin/destination, ``cityA``/``cityB``,
+    ``file_name1``/``file_name2`` ...) get different values."""
     for p in list(args):
+        m = re.fullmatch(r"(.+?)(A|1|_a|_1)", p)
+        if m:
+            for q in (m.group(1) + {"A": "B", "1": "2", "_a": "_b", "_1": "_2"}[m.group(2)],):
+                if q in args and args[q] == args[p]:
+                    others = [c for c in pool.candidates(tool, q) if c != args[p]]
+                    if others:
+                        args[q] = rng.choice(others[:10])
         pl = p.lower()
         for pre, other in (("from_", "to_"), ("source_", "target_"), ("origin", "destination")):
             if pl.startswith(pre):

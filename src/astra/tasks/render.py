@@ -136,6 +136,33 @@ def _plural(word: str, n: Any = 2) -> str:
     return word + "s"
 
 
+_NOT_VERBS = frozenset("this these those its his is was has does status address process access class bus "
+                       "news series analysis basis lens gas plus".split())
+
+
+def imperative(text: str) -> str:
+    """"Converts the gallon to liter" -> "Convert the gallon to liter"; "Presses the
+    pedal" -> "Press the pedal" (a description in the third person made a request)."""
+    m = re.match(r"^([A-Za-z]+)(\b.*)$", text, re.S)
+    if not m:
+        return text
+    word, rest = m.group(1), m.group(2)
+    w = word.lower()
+    if w in _NOT_VERBS or len(w) < 4 or not w.endswith("s") or w.endswith(("ss", "us", "is")):
+        return text
+    if w.endswith("ies"):
+        base = w[:-3] + "y"
+    elif w.endswith(("sses", "shes", "ches", "xes", "zes", "oes")):
+        base = w[:-2]
+    else:
+        base = w[:-1]
+    if not re.match(r"\s+(?:the|a|an|all|one|two|current|new|your|its|their|each|every|information|details|"
+                    r"data|list|[a-z]+s\b)", rest):
+        return text  # "Lists" alone, or a noun phrase ("Stocks of a sector")
+    base = base.capitalize() if word[0].isupper() else base
+    return base + rest
+
+
 def intent_phrase(tool: Tool) -> str:
     """The tool's job as a lower-case imperative phrase, from its description."""
     desc = normalize_description(tool.description or "")
@@ -149,8 +176,9 @@ def intent_phrase(tool: Tool) -> str:
     first = re.sub(r"\s+matching (?:all|any) (?:of )?(?:the )?given (?:filters|criteria)", "", first)
     first = re.sub(r",\s+[a-z]+ing\b[^,]*$", "", first)  # ", creating missing parent directories"
     first = re.sub(r"\s+by (?:its|their) (?:identifier|id|ID)s?\b", "", first)
-    if re.match(r"^(Returns?|Gets?s?)\b", first) and not first.lower().startswith("get "):
+    if re.match(r"^Returns?\b", first):
         first = "get " + re.sub(r"^Returns?\s+", "", first)
+    first = imperative(first)
     if not first:
         first = "handle the " + label(tool.name) + " step"
     if len(first) > 1 and not first[1].isupper():
