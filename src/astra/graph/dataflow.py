@@ -608,11 +608,24 @@ class DataflowEdge:
         return max((b["score"] for b in self.bindings), default=0.0)
 
 
+_ADDING = frozenset("add insert append create put push save register include".split())
+
+
+def _into_same_collection(fld: OutField, dst: Tool) -> bool:
+    """An item of a collection fed to a tool that adds to that same collection (the
+    watchlist's symbols to ``add_to_watchlist``): no data flow, the item is already there."""
+    words = set(split_name(dst.name))
+    if not words & _ADDING:
+        return False
+    container = [stem(t) for t in split_name(fld.path.split("[]")[0].split(".")[-1] or fld.name)]
+    return bool(container) and all(c in {stem(w) for w in words} for c in container)
+
+
 def param_bindings(src: Tool, dst: Tool, server_tools: list[str], *, threshold: float = EDGE_THRESHOLD,
                    params: list[str] | None = None) -> list[dict[str, Any]]:
     """For each (required, by default) parameter of ``dst``, the best field of ``src``
     that fills it with a score >= ``threshold``."""
-    fields = output_fields(src)
+    fields = [f for f in output_fields(src) if not _into_same_collection(f, dst)]
     props = dst.properties
     out = []
     for pname in params if params is not None else dst.required:

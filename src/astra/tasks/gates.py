@@ -99,6 +99,12 @@ def type_invented_gate(task: Any) -> str | None:
         if isinstance(v, str) and _PERSON_VALUE.match(v) and not _PERSON_HINT.search(p) and (
                 re.search(r"file|folder|dir|path|symbol|code|id$|key|url", p, re.I)):
             bad.append(f"{t}.{p}={v!r} (a person's name)")
+        if isinstance(v, str) and _PERSON_VALUE.match(v) and re.search(r"(^|_)(first|last|given|family)_?name$", p, re.I):
+            bad.append(f"{t}.{p}={v!r} (a full name for one part of a name)")
+        if isinstance(v, str) and _PERSON_VALUE.match(v) and re.search(r"number|passport|phone", p, re.I):
+            bad.append(f"{t}.{p}={v!r} (a person's name as a number)")
+        if isinstance(v, str) and re.search(r"birth", p, re.I) and re.match(r"^20[2-9]\d-", v):
+            bad.append(f"{t}.{p}={v!r} (a birth date in the future)")
         if isinstance(v, str) and v.strip().lower() in _TYPE_NAMES:
             bad.append(f"{t}.{p}={v!r} (a type name)")
     return "; ".join(bad) if bad else None

@@ -597,6 +597,7 @@ _REALISTIC: list[tuple[re.Pattern[str], list[Any]]] = [
 
 
 _NUMBERS: list[tuple[re.Pattern[str], list[float]]] = [
+    (re.compile(r"gallon|liter|litre|fuel|volume", re.I), [10.0, 15.0, 30.0]),
     (re.compile(r"amount|price|cost|fare|balance|fund|deposit|withdraw|payment|budget|salary|total|fee|usd|dollar",
                 re.I), [250.0, 120.0, 75.5, 1200.0]),
     (re.compile(r"quantit|count|number of|passengers|guests|people|seats|rooms|nights|days|shares|copies|items|"
@@ -604,7 +605,6 @@ _NUMBERS: list[tuple[re.Pattern[str], list[float]]] = [
     (re.compile(r"percent|threshold|rate|ratio", re.I), [5.0, 2.5, 10.0]),
     (re.compile(r"distance|mileage|\bkm\b|miles", re.I), [120.0, 45.5, 300.0]),
     (re.compile(r"temperature|celsius|fahrenheit", re.I), [21.0, 18.5, 25.0]),
-    (re.compile(r"gallon|liter|litre|fuel|volume", re.I), [10.0, 15.0, 30.0]),
     (re.compile(r"weight|\bkg\b|pounds", re.I), [2.5, 12.0]),
     (re.compile(r"\bage\b|year", re.I), [2024, 2025, 34]),
     (re.compile(r"\bnumbers?\b|\bvalue\b|\bbase\b|exponent|operand|\b[abxy]\b|dividend|divisor", re.I),
@@ -978,6 +978,8 @@ class ValuePool:
                 return [int(v) for v in vals if float(v).is_integer() and lo <= v <= hi] or \
                     ([v for v in (2, 3, lo) if lo <= v <= hi] if bounded else [])
             return [float(v) for v in vals if lo <= v <= hi] or ([float(lo)] if bounded else [])
+        if "birth" in p:
+            return ["1988-04-12", "1975-11-03", "1993-07-21"]
         if re.search(r"(^|_)(date|day)(_|$)|_on$", p) or "YYYY-MM-DD" in desc or \
                 p in ("check_in", "check_out", "checkin", "checkout"):
             base = _dt.date.fromisoformat(self.today) if self.today else _dt.date(2026, 3, 10)
@@ -990,8 +992,15 @@ class ValuePool:
         for k, vals in TEXTS.items():
             if key == k or key.endswith("_" + k):
                 return vals
-        if re.search(r"\b(full name|first and last name|person|passenger|traveller|traveler|customer|guest)\b",
-                     desc, re.IGNORECASE):
+        if re.search(r"(^|_)(first|given)_?name$", p):
+            return [n.split()[0] for n in PERSON_NAMES]
+        if re.search(r"(^|_)(last|family|sur)_?name$", p):
+            return [n.split()[-1] for n in PERSON_NAMES]
+        if re.search(r"birth", p + " " + desc, re.IGNORECASE):
+            return ["1988-04-12", "1975-11-03", "1993-07-21"]
+        if (p.endswith("name") or p in ("name", "traveler", "passenger", "guest", "customer")) and re.search(
+                r"\b(full name|first and last name|person|passenger|traveller|traveler|customer|guest)\b",
+                desc, re.IGNORECASE) and not _THING_NAME.search(desc):
             return PERSON_NAMES
         generated = realistic_values(p, desc)
         if generated:
@@ -1020,6 +1029,8 @@ class ValuePool:
                     v = int(v)
                 if (lo is not None and v < lo) or (hi is not None and v > hi):
                     continue
+                if isinstance(v, float) and abs(v - round(v, 2)) > 1e-9:
+                    v = round(v, 2)  # a person states 31.3, not 31.29968928699752
             elif "string" in types or not types:
                 if isinstance(v, bool) or not _scalar(v):
                     continue

@@ -136,6 +136,8 @@ def _plural(word: str, n: Any = 2) -> str:
     return word + "s"
 
 
+_MEASURE = re.compile(r"price|cost|fare|amount|balance|rating|score|temperature|speed|distance|weight|size|"
+                      r"value|rate|percent|level|budget|salary|fee|total")
 _NOT_VERBS = frozenset("this these those its his is was has does status address process access class bus "
                        "news series analysis basis lens gas plus".split())
 
@@ -246,7 +248,10 @@ def _value_phrase(param: str, v: Any, tool: Tool) -> tuple[str, bool]:
     if "email" in p:
         return f"at {fv}", False
     if p.startswith("min_") and types & {"integer", "number"}:
-        return f"with at least {fv} {_plural(noun_of(param), v)}", False
+        noun = noun_of(param)
+        if _MEASURE.search(noun) or (isinstance(v, float) and not v.is_integer()):
+            return f"with a {noun} of at least {fv}", False
+        return f"with at least {fv} {_plural(noun, v)}", False
     if p.startswith("max_") and types & {"integer", "number"}:
         noun = noun_of(param)
         m = re.search(r"\s(minutes|hours|days|seconds|km|kg)$", noun)
