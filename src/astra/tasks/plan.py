@@ -718,7 +718,8 @@ class ValuePool:
     def fork(self) -> ValuePool:
         """A copy to add a plan's live results to (the original is not changed)."""
         other = copy.copy(self)
-        other.keyed = {k: list(v) for k, v in self.keyed.items()}
+        other.keyed = dict(self.keyed)  # lists are copied on the fork's first write (_add)
+        other._owned = set()
         other.records = list(self.records)
         other.tables = {k: list(v) for k, v in self.tables.items()}
         other.key_desc = dict(self.key_desc)
@@ -731,19 +732,18 @@ class ValuePool:
     def absorb(self, tool: Tool, result: Any) -> None:
         """Add what ``tool`` returned during a plan (its values come first for later steps)."""
         self._describe(tool)
-        before = {k: list(v) for k, v in self.keyed.items()}
-        self._walk(_jsonable(result))
-        if not isinstance(result, dict | list):
-            from astra.graph.dataflow import output_fields
+        self._recording = True
+        try:
+            self._walk(_jsonable(result))
+            if not isinstance(result, dict | list):
+                from astra.graph.dataflow import output_fields
 
-            fields = output_fields(tool)
-            if fields and fields[0].path == "":
-                self._add(fields[0].name, result)
-                self.key_desc.setdefault(fields[0].name, fields[0].description)
-        for k, v in self.keyed.items():
-            new = [x for x in v if x not in before.get(k, [])]
-            if new:
-                self.live.setdefault(k, []).extend(new)
+                fields = output_fields(tool)
+                if fields and fields[0].path == "":
+                    self._add(fields[0].name, result)
+                    self.key_desc.setdefault(fields[0].name, fields[0].description)
+        finally:
+            self._recording = False
         self._matched = {}
 
     def _describe(self, tool: Tool) -> None:
@@ -774,12 +774,27 @@ class ValuePool:
 
     # -- collecting ---------------------------------------------------------------
 
+    _recording = False
+    _owned: set[str] | None = None  # a fork's keys whose lists it has copied
+
     def _add(self, key: str, value: Any) -> None:
         if not _scalar(value):
             return
-        vals = self.keyed.setdefault(str(key), [])
-        if value not in vals and len(vals) < 200:
-            vals.append(value)
+        key = str(key)
+        if self._recording:  # what the plan's own calls returned comes first later
+            live = self.live.setdefault(key, [])
+            if value not in live and len(live) < 200:
+                live.append(value)
+        vals = self.keyed.get(key)
+        if vals is not None and (value in vals or len(vals) >= 200):
+            return
+        if self._owned is not None and key not in self._owned:
+            vals = list(vals or [])
+            self.keyed[key] = vals
+            self._owned.add(key)
+        elif vals is None:
+            vals = self.keyed[key] = []
+        vals.append(value)
 
     def _walk(self, obj: Any, depth: int = 0, table: str | None = None) -> None:
         if depth > 5:
@@ -1227,7 +1242,9 @@ def find_plans(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: 
     errors: list[str] = []
     seen: set[str] = set()
     missing: set[tuple[int, str]] = set()
-    tries = max_tries if max_tries is not None else max(24, 12 * n)
+    # a fresh executor that is slow to copy (a large database) gets fewer tries
+    tries = max_tries if max_tries is not None else (max(24, 12 * n) if pool.cheap_copies or factory is None
+                                                     else max(8, 4 * n))
     demoted = False
     for attempt in range(tries):
         if len(found) >= n:

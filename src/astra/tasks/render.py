@@ -243,6 +243,8 @@ def _value_phrase(param: str, v: Any, tool: Tool) -> tuple[str, bool]:
             return tpl.format(v=fv), False
     if _PERSONISH.search(p):
         return f"under the name {fv}", False
+    if re.search(r"address_?(line_?)?[2-9]$|(^|_)line_?[2-9]$", p):
+        return f"({fv})", False  # the second address line goes with the first
     if "address" in p:
         return f"to {fv}", False
     if "email" in p:
@@ -341,7 +343,12 @@ def render_step(tool: Tool, plan: Plan, i: int, rng: random.Random, said: dict[s
     # repeated values: "for the same dates", "in the same cabin"
     repeats = [p for p in user if p in said and said[p] == user[p]]
     for f, t in _pairs(repeats):
-        tail.append("for the same dates" if "date" in f or "check" in f else f"with the same {_plural(noun_of(f))}")
+        if "date" in f or "check" in f:
+            tail.append("for the same dates")
+        elif {f.lower(), t.lower()} == {"origin", "destination"}:
+            tail.append("on the same route")
+        else:
+            tail.append(f"with the same {_plural(noun_of(f))}")
         user.pop(f)
         user.pop(t)
         repeats.remove(f)
