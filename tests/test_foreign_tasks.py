@@ -124,3 +124,23 @@ def test_offline_gates_agree_with_the_labelled_set():
         keep = not task_gates(task) and not Thresholds().failures(offline_scores(task))
         agree += keep == r["sensible"]
     assert agree / len(rows) >= 0.9
+
+
+def test_selection_and_the_judge_reject_with_the_gate_reason(tmp_path):
+    from astra.judge import JudgeStage
+    from astra.pipeline import run_stage
+    from astra.tasks.dedup import select_tasks
+    from astra.tasks.score import Thresholds
+    from astra.types import Trajectory
+
+    bad = _task("Change the current working directory to example.", [{"tool": "cd", "user_args": {"folder": "example"}}])
+    bad = bad.model_copy(update={"scores": {"quality": 5, "realism": 5, "necessity": 5, "gates": task_gates(bad)}})
+    (decision,) = select_tasks([bad], Thresholds()).values()
+    assert decision is not None and decision.reason == "placeholder_value"
+    traj = Trajectory(id="x", task_id="t", tools=[], messages=[
+        {"role": "user", "content": "Can you this tool belongs to the file system, list the files?"},
+        {"role": "assistant", "content": "Done."}])
+    src = tmp_path / "traj.jsonl"
+    src.write_text(traj.model_dump_json() + "\n")
+    m = run_stage(JudgeStage(min_score=0.0, mode="offline"), src, tmp_path / "judged.jsonl", progress=False)
+    assert m.rejections_by_reason == {"boilerplate_echo": 1} or "boilerplate_echo" in m.rejections_by_reason
