@@ -239,11 +239,16 @@ class ExecutorFactory:
             return self._make(self.target)
 
 
-def executor_factory(server: ToolServer) -> ExecutorFactory | None:
-    """A factory of fresh executors when ``server`` is a Python server, else None."""
-    if server.call.kind != "python" or not server.call.target:
-        return None
-    return ExecutorFactory(server.call.target)
+def executor_factory(server: ToolServer) -> Callable[[], Executor] | None:
+    """A factory of fresh executors: a Python server's (a fresh instance each), a live MCP
+    server's (:class:`MCPExecutor`: the same server, whose state the plan may change);
+    None for a doc-only server."""
+    if server.call.kind == "python" and server.call.target:
+        return ExecutorFactory(server.call.target)
+    if server.call.kind in ("mcp_stdio", "mcp_http", "mcp_sse") and server.call.target:
+        call = server.call
+        return lambda: MCPExecutor(call)
+    return None
 
 
 # ---------------------------------------------------------------------------------
@@ -530,6 +535,26 @@ def resolve_steps(server: ToolServer, tool_names: list[str], checks: dict[str, A
     return _dedupe_list_sources(out)
 
 
+def derive_bound(server: ToolServer, steps: list[StepArgs]) -> list[StepArgs]:
+    """For a server whose tools cannot be run (doc-only): a required value the user would
+    state but an earlier step returns (a symbol the company search found) is taken from
+    that step, so the query cannot name an unrelated one."""
+    from astra.graph.dataflow import binding_table
+
+    table = binding_table(server)
+    for j, sa in enumerate(steps):
+        tool = server.tool(sa.tool)
+        for param in list(sa.user_required):
+            for i in range(j - 1, -1, -1):
+                b = table.get((steps[i].tool, sa.tool), {}).get(param)
+                if b is not None:
+                    pschema = tool.properties.get(param) if isinstance(tool.properties.get(param), dict) else {}
+                    sa.derived[param] = DerivedRef(step=i, path=_from_field_path(str(b["from_field"]), pschema))
+                    sa.user_required.remove(param)
+                    break
+    return _dedupe_list_sources(steps)
+
+
 def _dedupe_list_sources(steps: list[StepArgs]) -> list[StepArgs]:
     """Two parameters of one step drawn from the same list field take different items
     (``from_account_id`` the first account, ``to_account_id`` the second)."""
@@ -698,7 +723,7 @@ class ValuePool:
         self.key_desc: dict[str, str] = {}
         #: keys whose values came as a list of scalars (``current_directory_content``)
         self.list_keys: set[str] = set()
-        self._matched: dict[tuple[str, str], list[Any]] = {}
+        self._matched: dict[tuple[str, str, bool], list[Any]] = {}
         #: values returned during the plan being sampled (a fork's own)
         self.live: dict[str, list[Any]] = {}
         self._scores: dict[tuple[str, str, str, str, bool], float | None] = {}
@@ -706,7 +731,7 @@ class ValuePool:
         self.cheap_copies = True
         if server.call.kind == "python" and server.call.target:
             self._scan_module(server.call.target)
-        if factory is not None:
+        if factory is not None and server.call.kind == "python":  # MCP tools are never probed
             import time
 
             t0 = time.perf_counter()
@@ -882,12 +907,12 @@ class ValuePool:
             out.extend(self.keyed.get(p[:-1], []))
         return list(dict.fromkeys(out))
 
-    def matched_values(self, tool: Tool, param: str) -> list[Any]:
+    def matched_values(self, tool: Tool, param: str, *, live_only: bool = False) -> list[Any]:
         """Values harvested under another key that means what ``param`` means, decided by the
         graph's field matcher (names, then meaning): the entries ``ls`` listed for
         ``file_name``, a watchlist's symbols for ``symbol``. Values seen during this plan
         come first."""
-        key = (tool.name, param)
+        key = (tool.name, param, live_only)
         hit = self._matched.get(key)
         if hit is not None:
             return hit
@@ -926,8 +951,9 @@ class ValuePool:
         out: list[Any] = []
         for _, k in scored:
             out.extend(self.live.get(k, []))
-        for _, k in scored:
-            out.extend(self.keyed.get(k, []))
+        if not live_only:
+            for _, k in scored:
+                out.extend(self.keyed.get(k, []))
         out = list(dict.fromkeys(out))
         self._matched[key] = out
         return out
@@ -954,7 +980,12 @@ class ValuePool:
                            fallback: bool = True) -> list[Any]:
         p = param.lower()
         examples = [e for e in description_examples(schema) if not isinstance(e, list)]
-        seed = list(self.live.get(param, [])) + self.seed_values(param)
+        live = list(self.live.get(param, [])) + self.matched_values(tool, param, live_only=True)
+        if live and not enum_values(schema):
+            typed_live = self._typed(list(dict.fromkeys(live)), schema, types)
+            if typed_live:
+                return typed_live  # a value the plan's own earlier calls returned: consistent with them
+        seed = self.seed_values(param)
         seed = list(dict.fromkeys(seed + self.matched_values(tool, param)))
         if _QUERYISH.match(p):
             names = []
@@ -1089,9 +1120,10 @@ def _skip_optional(param: str, schema: dict[str, Any]) -> bool:
 
 
 def _step_user_args(sa: StepArgs, tool: Tool, pool: ValuePool, rng: random.Random, given: dict[str, Any], *,
-                    optional_rate: float = 0.3) -> dict[str, Any] | None:
+                    optional_rate: float = 0.3, given_schemas: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The user values of one step drawn from ``pool`` (None when a required value has no
     candidate). ``given`` holds the values earlier steps stated (reused, and updated)."""
+    given_schemas = given.setdefault("\0schemas", {}) if given_schemas is None else given_schemas
     params = list(sa.user_required)
     optional = [p for p in sa.user_optional if not _skip_optional(p, tool.properties.get(p) or {})]
     if not params and not sa.derived and optional:
@@ -1103,7 +1135,7 @@ def _step_user_args(sa: StepArgs, tool: Tool, pool: ValuePool, rng: random.Rando
             params.append(p)
     args: dict[str, Any] = {}
     for p in params:
-        if p in given:
+        if p in given and _same_meaning(given_schemas.get(p), tool.properties.get(p)):
             args[p] = given[p]
     # values that belong together (origin, destination and date of one flight)
     open_params = [p for p in params if p not in args]
@@ -1137,8 +1169,24 @@ def _step_user_args(sa: StepArgs, tool: Tool, pool: ValuePool, rng: random.Rando
         args[p] = cands[idx]
     _separate_pairs(args, tool, pool, rng)
     for p, v in args.items():
-        given.setdefault(p, v)
+        if p not in given:
+            given[p] = v
+            given_schemas[p] = tool.properties.get(p) if isinstance(tool.properties.get(p), dict) else {}
     return {p: args[p] for p in tool.properties if p in args}
+
+
+def _same_meaning(a: Any, b: Any) -> bool:
+    """Whether two parameters of one name mean the same (an ``amount`` of shares is not an
+    ``amount`` of money): same description, or similar ones by the graph's matcher."""
+    da = str((a or {}).get("description") or "") if isinstance(a, dict) else ""
+    db = str((b or {}).get("description") or "") if isinstance(b, dict) else ""
+    if da == db or not da or not db:
+        return True
+    from astra.graph import dataflow
+
+    if dataflow._MATCHER != "semantic":
+        return True
+    return dataflow.similarity(da, db) >= 0.6
 
 
 def sample_plan(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: random.Random, *,
@@ -1177,7 +1225,7 @@ def sample_and_run(server: ToolServer, steps: list[StepArgs], pool: ValuePool, r
         tool = server.tool(sa.tool)
         if i > 0:
             live.absorb(server.tool(steps[i - 1].tool), results[-1])
-            if pool.cheap_copies:
+            if pool.cheap_copies and server.call.kind == "python":
                 live._probe(lambda: copy.deepcopy(ex))
         ordered = _step_user_args(sa, tool, live, rng, given, optional_rate=optional_rate)
         if ordered is None:
@@ -1299,7 +1347,7 @@ def _demote(steps: list[StepArgs], missing: set[tuple[int, str]]) -> list[StepAr
 
 
 __all__ = [
-    "PLAN_FORMAT", "DerivedRef", "ExecutorFactory", "FoundPlan", "Plan", "PlanError", "PlanStep", "StepArgs",
+    "PLAN_FORMAT", "DerivedRef", "derive_bound", "ExecutorFactory", "FoundPlan", "Plan", "PlanError", "PlanStep", "StepArgs",
     "MCPExecutor", "ValuePool", "description_examples", "executor_factory", "execute_plan", "find_plans", "follow_path",
     "json_types", "resolve_steps", "sample_plan", "schema_fields", "step_arguments",
 ]
