@@ -60,7 +60,6 @@ from astra.tasks.plan import (
     PlanStep,
     StepArgs,
     ValuePool,
-    derive_bound,
     execute_plan,
     executor_factory,
     find_plans,
@@ -219,8 +218,6 @@ class OfflineGenerator:
                                   detail=f"not tools of {server.name}: {', '.join(unknown)}")]
         ctx = self.context(server)
         steps = resolve_steps(server, chain.tools, chain.checks)
-        if ctx.factory is None:  # nothing runs: take what an earlier step returns rather than a stated value
-            steps = derive_bound(server, steps)
         ids = [task_id(server.name, "chain", chain.tools, k) for k in range(n)]
         return self._tasks(ctx, steps, n=n, key=key, mode="chain", chain=chain.tools, ids=ids,
                            extra_meta={"chain_source": chain.source})

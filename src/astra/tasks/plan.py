@@ -535,26 +535,6 @@ def resolve_steps(server: ToolServer, tool_names: list[str], checks: dict[str, A
     return _dedupe_list_sources(out)
 
 
-def derive_bound(server: ToolServer, steps: list[StepArgs]) -> list[StepArgs]:
-    """For a server whose tools cannot be run (doc-only): a required value the user would
-    state but an earlier step returns (a symbol the company search found) is taken from
-    that step, so the query cannot name an unrelated one."""
-    from astra.graph.dataflow import binding_table
-
-    table = binding_table(server)
-    for j, sa in enumerate(steps):
-        tool = server.tool(sa.tool)
-        for param in list(sa.user_required):
-            for i in range(j - 1, -1, -1):
-                b = table.get((steps[i].tool, sa.tool), {}).get(param)
-                if b is not None:
-                    pschema = tool.properties.get(param) if isinstance(tool.properties.get(param), dict) else {}
-                    sa.derived[param] = DerivedRef(step=i, path=_from_field_path(str(b["from_field"]), pschema))
-                    sa.user_required.remove(param)
-                    break
-    return _dedupe_list_sources(steps)
-
-
 def _dedupe_list_sources(steps: list[StepArgs]) -> list[StepArgs]:
     """Two parameters of one step drawn from the same list field take different items
     (``from_account_id`` the first account, ``to_account_id`` the second)."""
@@ -1261,7 +1241,9 @@ def _separate_pairs(args: dict[str, Any], tool: Tool, pool: ValuePool, rng: rand
             if pl.startswith(pre):
                 q = other + p[len(pre):] if pre.endswith("_") else other
                 if q in args and args[q] == args[p]:
-                    others = [c for c in pool.candidates(tool, q) if c != args[p]]
+                    qs = tool.properties.get(q) if isinstance(tool.properties.get(q), dict) else {}
+                    others = [c for c in pool.candidates(tool, q) + description_examples(qs)
+                              + realistic_values(q, str(qs.get("description") or "")) if c != args[p]]
                     if others:
                         args[q] = rng.choice(others[:10])
 
@@ -1347,7 +1329,7 @@ def _demote(steps: list[StepArgs], missing: set[tuple[int, str]]) -> list[StepAr
 
 
 __all__ = [
-    "PLAN_FORMAT", "DerivedRef", "derive_bound", "ExecutorFactory", "FoundPlan", "Plan", "PlanError", "PlanStep", "StepArgs",
+    "PLAN_FORMAT", "DerivedRef", "ExecutorFactory", "FoundPlan", "Plan", "PlanError", "PlanStep", "StepArgs",
     "MCPExecutor", "ValuePool", "description_examples", "executor_factory", "execute_plan", "find_plans", "follow_path",
     "json_types", "resolve_steps", "sample_plan", "schema_fields", "step_arguments",
 ]
