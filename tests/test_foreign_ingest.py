@@ -61,8 +61,8 @@ def test_one_bad_method_drops_that_tool_with_its_reason_not_the_server(tmp_path)
     assert r.exit_code == 0, r.output
     assert "plain_kit/configure" in r.output and "kwargs" in r.output
     manifest = json.loads(out.with_suffix(".manifest.json").read_text())
-    assert manifest["rejected"][0]["key"] == "plain_kit/configure"
-    assert "kwargs" in manifest["rejected"][0]["detail"]
+    assert manifest["dropped"][0]["key"] == "plain_kit/configure"
+    assert "kwargs" in manifest["dropped"][0]["detail"]
 
 
 def test_terse_description_with_documented_arguments_is_not_vague():

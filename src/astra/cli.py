@@ -137,7 +137,7 @@ def ingest_tools(sources: list[str], output: Path, **options) -> dict:
     )
     # every dropped tool or server with its reason (the counts alone do not say which)
     write_json(StagePaths.of(output).manifest, {**manifest.model_dump(mode="json"),
-                                                "rejected": [r.model_dump() for r in result.rejections]})
+                                                "dropped": [r.model_dump() for r in result.rejections]})
     n_tools = sum(len(s.tools) for s in result.servers)
     domains = sorted({s.domain for s in result.servers})
     console.print(f"[green]ingested[/] {len(result.servers)} servers, {n_tools} tools, "
@@ -147,7 +147,7 @@ def ingest_tools(sources: list[str], output: Path, **options) -> dict:
     for r in result.rejections[:20]:
         console.print(f"    {r.key}: {r.detail}", highlight=False)
     if len(result.rejections) > 20:
-        console.print(f"    … {len(result.rejections) - 20} more under 'rejected' in the manifest")
+        console.print(f"    … {len(result.rejections) - 20} more under 'dropped' in the manifest")
     for err in result.errors[:20]:
         console.print(f"  [yellow]input error[/] {err}", highlight=False)
     if len(result.errors) > 20:
