@@ -144,3 +144,20 @@ def test_selection_and_the_judge_reject_with_the_gate_reason(tmp_path):
     src.write_text(traj.model_dump_json() + "\n")
     m = run_stage(JudgeStage(min_score=0.0, mode="offline"), src, tmp_path / "judged.jsonl", progress=False)
     assert m.rejections_by_reason == {"boilerplate_echo": 1} or "boilerplate_echo" in m.rejections_by_reason
+
+
+def test_tasks_of_a_pypi_mcp_server_are_dry_run_on_the_live_server():
+    import shutil
+    import sys
+
+    exe = shutil.which("mcp-server-time") or str(Path(sys.executable).parent / "mcp-server-time")
+    if not Path(exe).exists():
+        pytest.skip("mcp-server-time is not installed (pip install '.[foreign]')")
+    res = ingest([f"stdio:{exe} --local-timezone UTC"], min_tools=2)
+    server = res.servers[0]
+    assert {t.name for t in server.tools} == {"get_current_time", "convert_time"}
+    tasks, rej = OfflineGenerator(seed=0).for_server(server, n=2)
+    assert tasks, rej
+    for t in tasks:
+        assert t.meta["dry_run"] is True and t.meta["step_results"]
+        assert not task_gates(t)
