@@ -179,17 +179,22 @@ def execute_plan(plan: Plan | dict[str, Any], executor: Executor) -> list[Any]:
         plan = Plan.from_arguments(plan)
     results: list[Any] = []
     for i, step in enumerate(plan.steps):
-        args = step_arguments(plan, i, results)
-        try:
-            result = executor.call(step.tool, args)
-        except Exception as e:  # noqa: BLE001 - ToolCallError or a bug in the tool: both fail the plan
-            raise PlanError(i, f"{step.tool} failed: {type(e).__name__}: {e}") from None
-        result = _jsonable(result)
-        err = error_result(result)
-        if err is not None:
-            raise PlanError(i, f"{step.tool} returned an error: {err}")
-        results.append(result)
+        results.append(call_step(executor, i, step.tool, step_arguments(plan, i, results)))
     return results
+
+
+def call_step(executor: Executor, i: int, tool: str, args: dict[str, Any]) -> Any:
+    """Call step ``i``'s tool; its JSON-able result, or :class:`PlanError` when the call
+    raises or returns an error (:func:`error_result`)."""
+    try:
+        result = executor.call(tool, args)
+    except Exception as e:  # noqa: BLE001 - ToolCallError or a bug in the tool: both fail the plan
+        raise PlanError(i, f"{tool} failed: {type(e).__name__}: {e}") from None
+    result = _jsonable(result)
+    err = error_result(result)
+    if err is not None:
+        raise PlanError(i, f"{tool} returned an error: {err}")
+    return result
 
 
 _ERROR_TEXT = re.compile(r"^\s*(error|errors|exception|traceback|failed|failure)\b[:\s]", re.IGNORECASE)
@@ -1211,17 +1216,7 @@ def sample_and_run(server: ToolServer, steps: list[StepArgs], pool: ValuePool, r
         if ordered is None:
             raise _NoValue(f"step {i}: no candidate value for a required parameter of {sa.tool}")
         plan_steps.append(PlanStep(tool=sa.tool, user_args=ordered, derived_args=dict(sa.derived)))
-        partial = Plan(steps=plan_steps)
-        args = step_arguments(partial, i, results)
-        try:
-            result = ex.call(sa.tool, args)
-        except Exception as e:  # noqa: BLE001 - the plan fails, whatever the tool raised
-            raise PlanError(i, f"{sa.tool} failed: {type(e).__name__}: {e}") from None
-        result = _jsonable(result)
-        err = error_result(result)
-        if err is not None:
-            raise PlanError(i, f"{sa.tool} returned an error: {err}")
-        results.append(result)
+        results.append(call_step(ex, i, sa.tool, step_arguments(Plan(steps=plan_steps), i, results)))
     return Plan(steps=plan_steps), results
 
 
