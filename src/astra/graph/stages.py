@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from astra.errors import ConfigError, InputError
-from astra.graph.dataflow import EDGE_THRESHOLD
+from astra.graph.dataflow import EDGE_THRESHOLD, MATCHERS, matcher_id, set_matcher
 from astra.graph.graph import DATAFLOW, LLM, SOURCES, ToolGraph, build_graph, to_networkx
 from astra.graph.propose import ProposalResult, propose_chains
 from astra.graph.verify import (
@@ -86,8 +86,11 @@ class BuildGraphStage(_LLMStage):
     def __init__(self, *, sources: str | list[str] = (DATAFLOW,), llm: LLMSettings | None = None,
                  proposals: int = 3, chains_per_proposal: int = 5, max_len: int = 5,
                  temperature: float = 0.8, dataflow_weight: float = 1.0, threshold: float = EDGE_THRESHOLD,
-                 client: LLMClient | None = None) -> None:
+                 matcher: str = "semantic", client: LLMClient | None = None) -> None:
         self.sources = parse_sources(sources)
+        if matcher not in MATCHERS:
+            raise ConfigError(f"--matcher must be {' or '.join(MATCHERS)}, got {matcher!r}")
+        self.matcher = matcher
         if proposals < 1 and LLM in self.sources:
             raise ConfigError(f"--proposals must be >= 1, got {proposals}")
         self.llm = llm
@@ -101,12 +104,13 @@ class BuildGraphStage(_LLMStage):
         self._client: LLMClient | None = None
 
     def setup(self) -> None:
+        set_matcher(self.matcher)
         if LLM in self.sources:
             self._client = self._make(self.llm, self._injected)
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"sources": self.sources, "dataflow_weight": self.dataflow_weight,
-                               "threshold": self.threshold}
+                               "threshold": self.threshold, "matcher": self.matcher}
         if LLM in self.sources:
             cfg.update(llm=_settings_config(self.llm), proposals=self.proposals,
                        chains_per_proposal=self.chains_per_proposal, max_len=self.max_len,
@@ -127,6 +131,7 @@ class BuildGraphStage(_LLMStage):
         graph = build_graph(record, sources=self.sources, proposed_chains=prop.chains,
                             dataflow_weight=self.dataflow_weight, threshold=self.threshold,
                             proposals=prop.stats)
+        graph.stats["matcher"] = matcher_id()
         return StageResult(outputs=[graph], rejections=prop.rejections)
 
 

@@ -19,6 +19,7 @@ from astra.errors import ConfigError
 from astra.judge.judge import Judge, JudgeMode, judgement_summary
 from astra.llm import LLMClient, LLMSettings, make_client
 from astra.pipeline import Stage, StageResult
+from astra.tasks.gates import trajectory_gates
 from astra.types import Trajectory
 
 DEFAULT_MIN_SCORE = 0.7
@@ -76,6 +77,10 @@ class JudgeStage(Stage[Trajectory, Trajectory]):
         if self._judge is None:
             self.setup()
         assert self._judge is not None
+        gates = trajectory_gates(record.messages)
+        if gates:  # a trajectory of a non-task (or contradicting its own tool results) is never kept
+            return StageResult.reject(record.id, gates[0]["reason"],
+                                      "; ".join(f"{g['reason']}: {g['detail']}" for g in gates)[:500])
         j = await self._judge.judge(record, min_score=self.min_score)
         if j.failed:
             return StageResult.reject(record.id, "judge_unusable", judgement_summary(j))

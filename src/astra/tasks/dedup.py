@@ -82,13 +82,19 @@ def near_duplicates(tasks: list[Task], threshold: float = DEFAULT_DEDUP_THRESHOL
 
 def select_tasks(tasks: list[Task], thresholds: Thresholds, dedup_threshold: float | None = DEFAULT_DEDUP_THRESHOLD
                  ) -> dict[str, Rejection | None]:
-    """For every task, ``None`` (kept) or why not: the first failing score
+    """For every task, ``None`` (kept) or why not: the first failing gate
+    (``Task.scores["gates"]``, :mod:`astra.tasks.gates`), the first failing score
     (``low_quality``, ``low_realism``, ``low_necessity``, ``low_difficulty``,
     ``low_uniqueness``; the detail lists every failing aspect), or ``near_duplicate``
     among the tasks that pass the thresholds (``dedup_threshold=None`` turns it off)."""
     decisions: dict[str, Rejection | None] = {}
     passing = []
     for t in tasks:
+        gates = t.scores.get("gates") if isinstance(t.scores, dict) else None
+        if gates:
+            detail = "; ".join(f"{g['reason']}: {g['detail']}" for g in gates)
+            decisions[t.id] = Rejection(key=t.id, reason=str(gates[0]["reason"]), detail=detail[:500])
+            continue
         fails = thresholds.failures(t.scores)
         if fails:
             detail = "; ".join(f"{k} {v} < {m}" for k, v, m in fails)

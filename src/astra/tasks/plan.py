@@ -179,13 +179,43 @@ def execute_plan(plan: Plan | dict[str, Any], executor: Executor) -> list[Any]:
         plan = Plan.from_arguments(plan)
     results: list[Any] = []
     for i, step in enumerate(plan.steps):
-        args = step_arguments(plan, i, results)
-        try:
-            result = executor.call(step.tool, args)
-        except Exception as e:  # noqa: BLE001 - ToolCallError or a bug in the tool: both fail the plan
-            raise PlanError(i, f"{step.tool} failed: {type(e).__name__}: {e}") from None
-        results.append(_jsonable(result))
+        results.append(call_step(executor, i, step.tool, step_arguments(plan, i, results)))
     return results
+
+
+def call_step(executor: Executor, i: int, tool: str, args: dict[str, Any]) -> Any:
+    """Call step ``i``'s tool; its JSON-able result, or :class:`PlanError` when the call
+    raises or returns an error (:func:`error_result`)."""
+    try:
+        result = executor.call(tool, args)
+    except Exception as e:  # noqa: BLE001 - ToolCallError or a bug in the tool: both fail the plan
+        raise PlanError(i, f"{tool} failed: {type(e).__name__}: {e}") from None
+    result = _jsonable(result)
+    err = error_result(result)
+    if err is not None:
+        raise PlanError(i, f"{tool} returned an error: {err}")
+    return result
+
+
+_ERROR_TEXT = re.compile(r"^\s*(error|errors|exception|traceback|failed|failure)\b[:\s]", re.IGNORECASE)
+_ERROR_KEYS = ("error", "errors", "error_message", "exception")
+
+
+def error_result(result: Any) -> str | None:
+    """The message when a tool *returned* an error instead of raising one: an object whose
+    only or leading key is ``error`` (BFCL's backends: ``{"error": "No such file"}``), an
+    MCP-style ``{"isError": true}``, or a text that starts with "Error:"; else None."""
+    if isinstance(result, dict):
+        if result.get("isError") is True or result.get("is_error") is True:
+            return str(result.get("content") or result)[:200]
+        for key in _ERROR_KEYS:
+            if key in result and result[key] not in (None, "", [], {}, False) and (
+                    len(result) <= 2 or next(iter(result)) == key):
+                return str(result[key])[:200]
+        return None
+    if isinstance(result, str) and _ERROR_TEXT.match(result):
+        return result.strip()[:200]
+    return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -214,11 +244,16 @@ class ExecutorFactory:
             return self._make(self.target)
 
 
-def executor_factory(server: ToolServer) -> ExecutorFactory | None:
-    """A factory of fresh executors when ``server`` is a Python server, else None."""
-    if server.call.kind != "python" or not server.call.target:
-        return None
-    return ExecutorFactory(server.call.target)
+def executor_factory(server: ToolServer) -> Callable[[], Executor] | None:
+    """A factory of fresh executors: a Python server's (a fresh instance each), a live MCP
+    server's (:class:`MCPExecutor`: the same server, whose state the plan may change);
+    None for a doc-only server."""
+    if server.call.kind == "python" and server.call.target:
+        return ExecutorFactory(server.call.target)
+    if server.call.kind in ("mcp_stdio", "mcp_http", "mcp_sse") and server.call.target:
+        call = server.call
+        return lambda: MCPExecutor(call)
+    return None
 
 
 # ---------------------------------------------------------------------------------
@@ -447,8 +482,9 @@ def _graph_resolution(tools: list[Tool], checks: dict[str, Any]) -> list[StepArg
                 if not isinstance(j, int) or not 0 <= j < i:
                     continue
                 pschema = tool.properties.get(param) or {}
+                fld = src.get("field")
                 path = list(src["path"]) if isinstance(src.get("path"), list) else \
-                    _from_field_path(str(src.get("field") or param), pschema)
+                    _from_field_path(param if fld is None else str(fld), pschema)  # "" = the whole result
                 sa.derived[param] = DerivedRef(step=j, path=path)
             sa.user_required = [p for p in tool.required if p not in sa.derived]
             sa.user_optional = [p for p in tool.properties if p not in tool.required and p not in sa.derived]
@@ -474,6 +510,20 @@ def resolve_steps(server: ToolServer, tool_names: list[str], checks: dict[str, A
     graph = _graph_resolution(tools, checks or {})
     if graph is not None:
         return _dedupe_list_sources(graph)
+    if len(tools) > 1:  # the graph's own argument resolution (bare results, lists of ids, meaning)
+        from astra.graph.verify import resolve_args
+
+        graph = _graph_resolution(tools, {"args": resolve_args(server, list(tool_names)).record})
+        if graph is not None:
+            for i, sa in enumerate(graph):  # optional identifiers: from an earlier step when one fits
+                for param in list(sa.user_optional):
+                    pschema = tools[i].properties.get(param)
+                    if i > 0 and is_identifier(param) and isinstance(pschema, dict):
+                        ref = _best_source(tools, i, param, pschema)
+                        if ref is not None:
+                            sa.derived[param] = ref
+                            sa.user_optional.remove(param)
+            return _dedupe_list_sources(graph)
     out: list[StepArgs] = []
     for i, tool in enumerate(tools):
         sa = StepArgs(tool=tool.name)
@@ -533,11 +583,70 @@ TEXTS = {
     "message": ["Hello, just checking in on this.", "Please call me back when you can."],
     "title": ["Weekly summary", "Project kickoff notes"],
 }
-_TEXT_KEYS = {"comment": "text", "body": "text", "details": "description", "summary": "content"}
+_TEXT_KEYS = {"comment": "text", "body": "text", "details": "description"}
+
+#: Realistic values by what a parameter is (its name and description), for parameters
+#: whose server holds no value and documents no example. Checked in order.
+_REALISTIC: list[tuple[re.Pattern[str], list[Any]]] = [
+    (re.compile(r"time ?zone|\bIANA\b|\btz\b", re.I), ["America/New_York", "Europe/London", "Asia/Tokyo",
+                                                        "Europe/Berlin", "Australia/Sydney"]),
+    (re.compile(r"currency|ISO 4217", re.I), ["USD", "EUR", "GBP", "JPY"]),
+    (re.compile(r"country.?code|ISO 3166|alpha-2", re.I), ["US", "GB", "DE", "JP"]),
+    (re.compile(r"\bcountry\b", re.I), ["France", "Japan", "Canada", "Brazil"]),
+    (re.compile(r"language.?code|ISO 639|locale", re.I), ["en", "fr", "de", "es"]),
+    (re.compile(r"\bIATA\b|airport.?code", re.I), ["JFK", "LAX", "SFO", "ORD", "LHR"]),
+    (re.compile(r"ticker|stock.?symbol", re.I), ["AAPL", "MSFT", "NVDA", "AMZN"]),
+    (re.compile(r"\bphone|telephone|mobile.?number", re.I), ["+1 415 555 0134", "+44 20 7946 0958"]),
+    (re.compile(r"\burl\b|website|web page", re.I), ["https://www.python.org", "https://en.wikipedia.org/wiki/Lisbon"]),
+    (re.compile(r"\b(zip|postal|post) ?code|\bzip\b", re.I), ["94105", "10001", "60601"]),
+    (re.compile(r"HH:MM|24-hour|\btime of day\b", re.I), ["09:30", "14:45", "18:00"]),
+    (re.compile(r"ISO 8601|date.?time|timestamp", re.I), ["2026-03-18T09:30:00", "2026-04-02T15:00:00"]),
+    (re.compile(r"\bcity\b|\btown\b", re.I), ["Paris", "Tokyo", "Chicago", "Cape Town", "Lisbon"]),
+    (re.compile(r"colou?r", re.I), ["blue", "red", "green"]),
+]
+
+
+_NUMBERS: list[tuple[re.Pattern[str], list[float]]] = [
+    (re.compile(r"gallon|liter|litre|fuel|volume", re.I), [10.0, 15.0, 30.0]),
+    (re.compile(r"amount|price|cost|fare|balance|fund|deposit|withdraw|payment|budget|salary|total|fee|usd|dollar",
+                re.I), [250.0, 120.0, 75.5, 1200.0]),
+    (re.compile(r"quantit|count|number of|passengers|guests|people|seats|rooms|nights|days|shares|copies|items|"
+                r"servings|tickets|lines|limit|top", re.I), [2, 3, 5]),
+    (re.compile(r"percent|threshold|rate|ratio", re.I), [5.0, 2.5, 10.0]),
+    (re.compile(r"distance|mileage|\bkm\b|miles", re.I), [120.0, 45.5, 300.0]),
+    (re.compile(r"temperature|celsius|fahrenheit", re.I), [21.0, 18.5, 25.0]),
+    (re.compile(r"weight|\bkg\b|pounds", re.I), [2.5, 12.0]),
+    (re.compile(r"\bage\b|year", re.I), [2024, 2025, 34]),
+    (re.compile(r"\bnumbers?\b|\bvalue\b|\bbase\b|exponent|operand|\b[abxy]\b|dividend|divisor", re.I),
+     [12.0, 7.0, 3.5, 9.0, 2.0]),
+]
+
+
+def _numbers_by_meaning(param: str, description: str) -> list[float] | None:
+    """Plausible numbers for what a numeric parameter is (an amount of money, a count, a
+    percentage ...), or None when its name and description say nothing."""
+    words = re.split(r"[_\W]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", param))
+    text = " ".join(words) + " " + description
+    for pattern, values in _NUMBERS:
+        if pattern.search(text):
+            return list(values)
+    return None
+
+
+def realistic_values(param: str, description: str = "") -> list[Any]:
+    """Realistic values for a parameter by what it is (time zone, currency, city, URL ...),
+    or [] when it is nothing this table knows (no type-invented filler)."""
+    text = f"{param.replace('_', ' ')} {description}"
+    for pattern, values in _REALISTIC:
+        if pattern.search(text):
+            return list(values)
+    return []
 
 _QUERYISH = re.compile(r"^(query|q|keywords?|search|search_term|term|terms|search_query)$")
 _PERSONISH = re.compile(r"(traveler|traveller|guest|passenger|holder|recipient|person|full|customer|contact)_?name$|"
                         r"^(name|full_name)$")
+_THING_NAME = re.compile(r"\b(company|product|file|folder|directory|stock|city|country|item|project|branch|"
+                         r"repository|repo|team|group|channel|category|brand|store|shop|hotel|airport|place)\b", re.I)
 _END_OF = {"check_out": "check_in", "checkout": "checkin", "end_date": "start_date", "to_date": "from_date",
            "return_date": "departure_date", "end": "start", "until": "since", "date_to": "date_from"}
 _EXAMPLE_SPAN = re.compile(r"(?:e\.g\.|such as|for example|for instance|like)\s*(.*?)(?:;|\)|\.(?:\s|$)|, as\b|$)",
@@ -595,19 +704,107 @@ class ValuePool:
         self.records: list[dict[str, Any]] = []
         self.tables: dict[str, list[str]] = {}
         self.today: str | None = None
+        #: descriptions of harvested keys (from the output schema of the tool that returned them)
+        self.key_desc: dict[str, str] = {}
+        #: keys whose values came as a list of scalars (``current_directory_content``)
+        self.list_keys: set[str] = set()
+        self._matched: dict[tuple[str, str, bool], list[Any]] = {}
+        #: values returned during the plan being sampled (a fork's own)
+        self.live: dict[str, list[Any]] = {}
+        self._scores: dict[tuple[str, str, str, str, bool], float | None] = {}
+        #: whether probing a copy of a live executor is cheap enough to do at every step
+        self.cheap_copies = True
         if server.call.kind == "python" and server.call.target:
             self._scan_module(server.call.target)
-        if factory is not None:
+        if factory is not None and server.call.kind == "python":  # MCP tools are never probed
+            import time
+
+            t0 = time.perf_counter()
+            copy.deepcopy(factory())
+            self.cheap_copies = time.perf_counter() - t0 < 0.05
+            self._scan_instance(factory)
             self._probe(factory)
 
+    def fork(self) -> ValuePool:
+        """A copy to add a plan's live results to (the original is not changed)."""
+        other = copy.copy(self)
+        other.keyed = dict(self.keyed)  # lists are copied on the fork's first write (_add)
+        other._owned = set()
+        other.records = list(self.records)
+        other.tables = {k: list(v) for k, v in self.tables.items()}
+        other.key_desc = dict(self.key_desc)
+        other.list_keys = set(self.list_keys)
+        other._matched = {}
+        other.live = {}
+        other._scores = self._scores  # shared: a field/parameter pair scores the same in every fork
+        return other
+
+    def absorb(self, tool: Tool, result: Any) -> None:
+        """Add what ``tool`` returned during a plan (its values come first for later steps)."""
+        self._describe(tool)
+        self._recording = True
+        try:
+            self._walk(_jsonable(result))
+            if not isinstance(result, dict | list):
+                from astra.graph.dataflow import output_fields
+
+                fields = output_fields(tool)
+                if fields and fields[0].path == "":
+                    self._add(fields[0].name, result)
+                    self.key_desc.setdefault(fields[0].name, fields[0].description)
+        finally:
+            self._recording = False
+        self._matched = {}
+
+    def _describe(self, tool: Tool) -> None:
+        props = (tool.output_schema or {}).get("properties") if isinstance(tool.output_schema, dict) else None
+        for k, sub in (props or {}).items():
+            if isinstance(sub, dict) and sub.get("description"):
+                self.key_desc.setdefault(k, str(sub["description"]))
+
+    def _scan_instance(self, factory: Callable[[], Executor]) -> None:
+        """The implementation's own data: the attributes of a fresh instance (a tau2 toolkit's
+        database, a BFCL class's loaded scenario), walked for keyed values and records."""
+        try:
+            instance = getattr(factory(), "instance", None)
+        except Exception:  # noqa: BLE001 - no instance data is not an error
+            return
+        if instance is None:
+            return
+        for name, value in list(vars(instance).items())[:50]:
+            if name.startswith("__"):
+                continue
+            if hasattr(value, "model_dump"):
+                try:
+                    value = value.model_dump(mode="json")
+                except Exception:  # noqa: BLE001
+                    continue
+            if isinstance(value, dict | list | tuple):
+                self._walk(_jsonable(value), table=name.strip("_").lower())
+
     # -- collecting ---------------------------------------------------------------
+
+    _recording = False
+    _owned: set[str] | None = None  # a fork's keys whose lists it has copied
 
     def _add(self, key: str, value: Any) -> None:
         if not _scalar(value):
             return
-        vals = self.keyed.setdefault(str(key), [])
-        if value not in vals and len(vals) < 200:
-            vals.append(value)
+        key = str(key)
+        if self._recording:  # what the plan's own calls returned comes first later
+            live = self.live.setdefault(key, [])
+            if value not in live and len(live) < 200:
+                live.append(value)
+        vals = self.keyed.get(key)
+        if vals is not None and (value in vals or len(vals) >= 200):
+            return
+        if self._owned is not None and key not in self._owned:
+            vals = list(vals or [])
+            self.keyed[key] = vals
+            self._owned.add(key)
+        elif vals is None:
+            vals = self.keyed[key] = []
+        vals.append(value)
 
     def _walk(self, obj: Any, depth: int = 0, table: str | None = None) -> None:
         if depth > 5:
@@ -625,11 +822,20 @@ class ValuePool:
                     self._walk(v, depth + 1)
                 return
             flat = {k: v for k, v in obj.items() if _scalar(v)}
-            if len(flat) >= 2:
+            for sub in obj.values():  # a user's name and address belong to the user
+                if isinstance(sub, dict):
+                    for k2, v2 in sub.items():
+                        if _scalar(v2):
+                            flat.setdefault(k2, v2)
+            if len(flat) >= 2 and len(self.records) < 2000:
                 self.records.append(flat)
             for k, v in obj.items():
                 if _scalar(v):
                     self._add(k, v)
+                elif isinstance(v, list | tuple) and v and all(_scalar(x) for x in v[:50]):
+                    self.list_keys.add(str(k))
+                    for x in v[:50]:
+                        self._add(k, x)
                 elif isinstance(v, dict | list | tuple):
                     self._walk(v, depth + 1, table=k)
         elif isinstance(obj, list | tuple):
@@ -665,10 +871,11 @@ class ValuePool:
                     variants.append({p: True})
             for args in variants:
                 try:
-                    result = factory().call(tool.name, args)
+                    result = _jsonable(factory().call(tool.name, args))
                 except Exception:  # noqa: BLE001 - a probe that fails teaches nothing
                     continue
-                self._walk(_jsonable(result))
+                if error_result(result) is None:
+                    self.absorb(tool, result)
 
     # -- answering ----------------------------------------------------------------
 
@@ -685,6 +892,57 @@ class ValuePool:
             out.extend(self.keyed.get(p[:-1], []))
         return list(dict.fromkeys(out))
 
+    def matched_values(self, tool: Tool, param: str, *, live_only: bool = False) -> list[Any]:
+        """Values harvested under another key that means what ``param`` means, decided by the
+        graph's field matcher (names, then meaning): the entries ``ls`` listed for
+        ``file_name``, a watchlist's symbols for ``symbol``. Values seen during this plan
+        come first."""
+        key = (tool.name, param, live_only)
+        hit = self._matched.get(key)
+        if hit is not None:
+            return hit
+        from astra.graph.dataflow import (
+            EDGE_THRESHOLD,
+            OutField,
+            field_text,
+            match_field,
+            param_text,
+            prime_embeddings,
+        )
+
+        schema = tool.properties.get(param) if isinstance(tool.properties.get(param), dict) else {}
+        fields = []
+        for k, vals in self.keyed.items():
+            if k == param or not vals:
+                continue
+            sample = vals[0]
+            types = frozenset({"integer" if isinstance(sample, int) else "number" if isinstance(sample, float)
+                               else "string"})
+            path = f"{k}[]" if k in self.list_keys else k
+            fields.append(OutField(path=path, name=k, types=types, description=self.key_desc.get(k, "")))
+        todo = [f for f in fields if (tool.name, param, f.name, f.description, f.path.endswith("[]"))
+                not in self._scores]
+        if todo:
+            prime_embeddings([field_text(f) for f in todo] + [param_text(param, schema)])
+        scored = []
+        for f in fields:
+            sk = (tool.name, param, f.name, f.description, f.path.endswith("[]"))
+            if sk not in self._scores:
+                m = match_field(f, param, schema, src_tool="", dst_tool=tool.name, server_tools=[])
+                self._scores[sk] = m.raw if m is not None and m.score >= EDGE_THRESHOLD else None
+            if self._scores[sk] is not None:
+                scored.append((self._scores[sk], f.name))
+        scored.sort(key=lambda x: -x[0])
+        out: list[Any] = []
+        for _, k in scored:
+            out.extend(self.live.get(k, []))
+        if not live_only:
+            for _, k in scored:
+                out.extend(self.keyed.get(k, []))
+        out = list(dict.fromkeys(out))
+        self._matched[key] = out
+        return out
+
     def candidates(self, tool: Tool, param: str, *, fallback: bool = True) -> list[Any]:
         """Candidate values for ``param`` of ``tool``, most trustworthy first. Without
         ``fallback``, only values the server documents or holds (no invented ones)."""
@@ -698,6 +956,8 @@ class ValuePool:
             items = self._scalar_candidates(tool, param, _items_schema(schema) | {
                 "description": schema.get("description", "")}, json_types(_items_schema(schema)), fallback)
             ex = [e for e in description_examples(schema) if isinstance(e, list)]
+            if json_types(_items_schema(schema)) & {"number", "integer"} and len(items) >= 3:
+                return ex + [items[:4], items[1:4]]  # a list of numbers to compute on, not one number
             return ex + [[v] for v in items[:10]]
         return self._scalar_candidates(tool, param, schema, types, fallback)
 
@@ -705,7 +965,13 @@ class ValuePool:
                            fallback: bool = True) -> list[Any]:
         p = param.lower()
         examples = [e for e in description_examples(schema) if not isinstance(e, list)]
+        live = list(self.live.get(param, [])) + self.matched_values(tool, param, live_only=True)
+        if live and not enum_values(schema):
+            typed_live = self._typed(list(dict.fromkeys(live)), schema, types)
+            if typed_live:
+                return typed_live  # a value the plan's own earlier calls returned: consistent with them
         seed = self.seed_values(param)
+        seed = list(dict.fromkeys(seed + self.matched_values(tool, param)))
         if _QUERYISH.match(p):
             names = []
             for key in ("name", "title", "subject", "company"):
@@ -716,7 +982,7 @@ class ValuePool:
                         if len(words) >= 3:
                             names.append(" ".join(words[-2:]).lower())
             vals = examples + seed + names
-        elif _PERSONISH.search(p) and not seed:
+        elif _PERSONISH.search(p) and not seed and not _THING_NAME.search(str(schema.get("description") or "")):
             vals = examples + PERSON_NAMES
         else:
             vals = examples + seed
@@ -732,12 +998,21 @@ class ValuePool:
             return [True]
         if "integer" in types or "number" in types:
             m = _RANGE.search(desc)
+            bounded = bool(m) or "minimum" in schema or "maximum" in schema
             lo = int(m.group(1)) if m else int(schema.get("minimum", 1))
-            hi = int(m.group(2)) if m else int(schema.get("maximum", max(lo, 1) + 4))
+            hi = int(m.group(2)) if m else int(schema.get("maximum", 10**9))
+            by_meaning = _numbers_by_meaning(p, desc)
+            if by_meaning is None and not bounded:
+                return []  # a number nothing says anything about: no "1" invented from the type
+            vals = by_meaning or ([2, 3, 4, 5] if "integer" in types else [2.0, 3.0, 4.0])
             if "integer" in types:
-                return [v for v in (2, 3, 4, 1, 5) if lo <= v <= hi] or [lo]
-            return [v for v in (50.0, 100.0, 250.0, 20.0) if lo <= v <= hi] or [float(lo)]
-        if "date" in p or "YYYY-MM-DD" in desc or p in ("check_in", "check_out", "checkin", "checkout"):
+                return [int(v) for v in vals if float(v).is_integer() and lo <= v <= hi] or \
+                    ([v for v in (2, 3, lo) if lo <= v <= hi] if bounded else [])
+            return [float(v) for v in vals if lo <= v <= hi] or ([float(lo)] if bounded else [])
+        if "birth" in p:
+            return ["1988-04-12", "1975-11-03", "1993-07-21"]
+        if re.search(r"(^|_)(date|day)(_|$)|_on$", p) or "YYYY-MM-DD" in desc or \
+                p in ("check_in", "check_out", "checkin", "checkout"):
             base = _dt.date.fromisoformat(self.today) if self.today else _dt.date(2026, 3, 10)
             return [(base + _dt.timedelta(days=d)).isoformat() for d in (8, 10, 12, 14)]
         if "email" in p:
@@ -748,13 +1023,20 @@ class ValuePool:
         for k, vals in TEXTS.items():
             if key == k or key.endswith("_" + k):
                 return vals
-        if "name" in p or re.search(r"\bfull name\b|\bperson\b", desc):
+        if re.search(r"(^|_)(first|given)_?name$", p):
+            return [n.split()[0] for n in PERSON_NAMES]
+        if re.search(r"(^|_)(last|family|sur)_?name$", p):
+            return [n.split()[-1] for n in PERSON_NAMES]
+        if re.search(r"birth", p + " " + desc, re.IGNORECASE):
+            return ["1988-04-12", "1975-11-03", "1993-07-21"]
+        if (p.endswith("name") or p in ("name", "traveler", "passenger", "guest", "customer")) and re.search(
+                r"\b(full name|first and last name|person|passenger|traveller|traveler|customer|guest)\b",
+                desc, re.IGNORECASE) and not _THING_NAME.search(desc):
             return PERSON_NAMES
-        if "path" in p or "file" in p:
-            return ["/notes/summary.md", "/reports/q1.txt"]
-        if "url" in p:
-            return ["https://example.com/page"]
-        return ["example"]
+        generated = realistic_values(p, desc)
+        if generated:
+            return generated
+        return []  # nothing real to offer: the caller finds no plan rather than inventing "example"
 
     @staticmethod
     def _typed(vals: Iterable[Any], schema: dict[str, Any], types: set[str]) -> list[Any]:
@@ -778,6 +1060,8 @@ class ValuePool:
                     v = int(v)
                 if (lo is not None and v < lo) or (hi is not None and v > hi):
                     continue
+                if isinstance(v, float) and abs(v - round(v, 2)) > 1e-9:
+                    v = round(v, 2)  # a person states 31.3, not 31.29968928699752
             elif "string" in types or not types:
                 if isinstance(v, bool) or not _scalar(v):
                     continue
@@ -820,6 +1104,76 @@ def _skip_optional(param: str, schema: dict[str, Any]) -> bool:
     return bool(_LIMITISH.match(param.lower())) or "boolean" in json_types(schema)
 
 
+def _step_user_args(sa: StepArgs, tool: Tool, pool: ValuePool, rng: random.Random, given: dict[str, Any], *,
+                    optional_rate: float = 0.3, given_schemas: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The user values of one step drawn from ``pool`` (None when a required value has no
+    candidate). ``given`` holds the values earlier steps stated (reused, and updated)."""
+    given_schemas = given.setdefault("\0schemas", {}) if given_schemas is None else given_schemas
+    params = list(sa.user_required)
+    optional = [p for p in sa.user_optional if not _skip_optional(p, tool.properties.get(p) or {})]
+    if not params and not sa.derived and optional:
+        # a step with nothing to go on (a bare search) gets one concrete option
+        queryish = [p for p in optional if _QUERYISH.match(p.lower())]
+        params.append(queryish[0] if queryish else rng.choice(optional))
+    for p in optional:
+        if p not in params and (p in given or rng.random() < optional_rate):
+            params.append(p)
+    args: dict[str, Any] = {}
+    for p in params:
+        if p in given and _same_meaning(given_schemas.get(p), tool.properties.get(p)):
+            args[p] = given[p]
+    # values that belong together (origin, destination and date of one flight)
+    open_params = [p for p in params if p not in args]
+    if len(open_params) >= 2 and pool.records:
+        fits = [r for r in pool.records if sum(1 for p in open_params if p in r) >= 2]
+        if fits and rng.random() < 0.9:
+            rec = rng.choice(fits)
+            for p in open_params:
+                if p in rec:
+                    typed = pool._typed([rec[p]], tool.properties.get(p) or {},
+                                        json_types(tool.properties.get(p) or {}))
+                    if typed:
+                        args[p] = typed[0]
+    for p in sorted(params, key=lambda x: _end_partner(x, params) is not None):
+        if p in args:
+            continue
+        start = _end_partner(p, params)
+        if start and isinstance(args.get(start), str) and _DATE.match(args[start]):
+            d = _dt.date.fromisoformat(args[start]) + _dt.timedelta(days=rng.randint(2, 5))
+            args[p] = d.isoformat()
+            continue
+        # an identifier the user could not know is never invented ("vehicle example")
+        cands = pool.candidates(tool, p, fallback=not is_identifier(p))
+        if not cands:
+            if p in sa.user_required:
+                return None
+            continue
+        # favour the first (most trustworthy) candidates a little
+        idx = min(int(rng.expovariate(1 / 3.0)), len(cands) - 1) if rng.random() < 0.5 else \
+            rng.randrange(len(cands))
+        args[p] = cands[idx]
+    _separate_pairs(args, tool, pool, rng)
+    for p, v in args.items():
+        if p not in given:
+            given[p] = v
+            given_schemas[p] = tool.properties.get(p) if isinstance(tool.properties.get(p), dict) else {}
+    return {p: args[p] for p in tool.properties if p in args}
+
+
+def _same_meaning(a: Any, b: Any) -> bool:
+    """Whether two parameters of one name mean the same (an ``amount`` of shares is not an
+    ``amount`` of money): same description, or similar ones by the graph's matcher."""
+    da = str((a or {}).get("description") or "") if isinstance(a, dict) else ""
+    db = str((b or {}).get("description") or "") if isinstance(b, dict) else ""
+    if da == db or not da or not db:
+        return True
+    from astra.graph import dataflow
+
+    if dataflow._MATCHER != "semantic":
+        return True
+    return dataflow.similarity(da, db) >= 0.6
+
+
 def sample_plan(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: random.Random, *,
                 optional_rate: float = 0.3) -> Plan | None:
     """One plan for ``steps`` with user values drawn from ``pool`` (None when a required
@@ -828,66 +1182,63 @@ def sample_plan(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng:
     given: dict[str, Any] = {}  # a value the user already stated is reused by later steps
     for sa in steps:
         tool = server.tool(sa.tool)
-        params = list(sa.user_required)
-        optional = [p for p in sa.user_optional if not _skip_optional(p, tool.properties.get(p) or {})]
-        if not params and not sa.derived and optional:
-            # a step with nothing to go on (a bare search) gets one concrete option
-            queryish = [p for p in optional if _QUERYISH.match(p.lower())]
-            params.append(queryish[0] if queryish else rng.choice(optional))
-        for p in optional:
-            if p not in params and (p in given or rng.random() < optional_rate):
-                params.append(p)
-        args: dict[str, Any] = {}
-        for p in params:
-            if p in given:
-                args[p] = given[p]
-        # values that belong together (origin, destination and date of one flight)
-        open_params = [p for p in params if p not in args]
-        if len(open_params) >= 2 and pool.records:
-            fits = [r for r in pool.records if sum(1 for p in open_params if p in r) >= 2]
-            if fits and rng.random() < 0.9:
-                rec = rng.choice(fits)
-                for p in open_params:
-                    if p in rec:
-                        typed = pool._typed([rec[p]], tool.properties.get(p) or {},
-                                            json_types(tool.properties.get(p) or {}))
-                        if typed:
-                            args[p] = typed[0]
-        for p in sorted(params, key=lambda x: _end_partner(x, params) is not None):
-            if p in args:
-                continue
-            start = _end_partner(p, params)
-            if start and isinstance(args.get(start), str) and _DATE.match(args[start]):
-                d = _dt.date.fromisoformat(args[start]) + _dt.timedelta(days=rng.randint(2, 5))
-                args[p] = d.isoformat()
-                continue
-            # an identifier the user could not know is never invented ("vehicle example")
-            cands = pool.candidates(tool, p, fallback=not is_identifier(p))
-            if not cands:
-                if p in sa.user_required:
-                    return None
-                continue
-            # favour the first (most trustworthy) candidates a little
-            idx = min(int(rng.expovariate(1 / 3.0)), len(cands) - 1) if rng.random() < 0.5 else \
-                rng.randrange(len(cands))
-            args[p] = cands[idx]
-        _separate_pairs(args, tool, pool, rng)
-        for p, v in args.items():
-            given.setdefault(p, v)
-        ordered = {p: args[p] for p in tool.properties if p in args}
+        ordered = _step_user_args(sa, tool, pool, rng, given, optional_rate=optional_rate)
+        if ordered is None:
+            return None
         plan_steps.append(PlanStep(tool=sa.tool, user_args=ordered, derived_args=dict(sa.derived)))
     return Plan(steps=plan_steps)
 
 
+class _NoValue(Exception):
+    pass
+
+
+def sample_and_run(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: random.Random,
+                   factory: Callable[[], Executor], *, optional_rate: float = 0.3) -> tuple[Plan, list[Any]]:
+    """Sample a plan step by step while executing it on one fresh executor: the values of
+    step i are drawn from the pool *plus* what steps < i returned and what the
+    parameter-free tools return in the state reached so far (probed on a copy of the
+    executor, so the probes change nothing). So a file name comes from the directory the
+    plan is in, an order id from the user the plan looked up. Raises :class:`PlanError`
+    (a failing call) or :class:`_NoValue` (no candidate for a required value)."""
+    ex = factory()
+    live = pool.fork()
+    plan_steps: list[PlanStep] = []
+    results: list[Any] = []
+    given: dict[str, Any] = {}
+    for i, sa in enumerate(steps):
+        tool = server.tool(sa.tool)
+        if i > 0:
+            live.absorb(server.tool(steps[i - 1].tool), results[-1])
+            if pool.cheap_copies and server.call.kind == "python":
+                live._probe(lambda: copy.deepcopy(ex))
+        ordered = _step_user_args(sa, tool, live, rng, given, optional_rate=optional_rate)
+        if ordered is None:
+            raise _NoValue(f"step {i}: no candidate value for a required parameter of {sa.tool}")
+        plan_steps.append(PlanStep(tool=sa.tool, user_args=ordered, derived_args=dict(sa.derived)))
+        results.append(call_step(ex, i, sa.tool, step_arguments(Plan(steps=plan_steps), i, results)))
+    return Plan(steps=plan_steps), results
+
+
 def _separate_pairs(args: dict[str, Any], tool: Tool, pool: ValuePool, rng: random.Random) -> None:
-    """``from_currency`` and ``to_currency`` (origin/destination ...) get different values."""
+    """``from_currency`` and ``to_currency`` (origin/destination, ``cityA``/``cityB``,
+    ``file_name1``/``file_name2`` ...) get different values."""
     for p in list(args):
+        m = re.fullmatch(r"(.+?)(A|1|_a|_1)", p)
+        if m:
+            for q in (m.group(1) + {"A": "B", "1": "2", "_a": "_b", "_1": "_2"}[m.group(2)],):
+                if q in args and args[q] == args[p]:
+                    others = [c for c in pool.candidates(tool, q) if c != args[p]]
+                    if others:
+                        args[q] = rng.choice(others[:10])
         pl = p.lower()
         for pre, other in (("from_", "to_"), ("source_", "target_"), ("origin", "destination")):
             if pl.startswith(pre):
                 q = other + p[len(pre):] if pre.endswith("_") else other
                 if q in args and args[q] == args[p]:
-                    others = [c for c in pool.candidates(tool, q) if c != args[p]]
+                    qs = tool.properties.get(q) if isinstance(tool.properties.get(q), dict) else {}
+                    others = [c for c in pool.candidates(tool, q) + description_examples(qs)
+                              + realistic_values(q, str(qs.get("description") or "")) if c != args[p]]
                     if others:
                         args[q] = rng.choice(others[:10])
 
@@ -916,7 +1267,9 @@ def find_plans(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: 
     errors: list[str] = []
     seen: set[str] = set()
     missing: set[tuple[int, str]] = set()
-    tries = max_tries if max_tries is not None else max(24, 12 * n)
+    # a fresh executor that is slow to copy (a large database) gets fewer tries
+    tries = max_tries if max_tries is not None else (max(24, 12 * n) if pool.cheap_copies or factory is None
+                                                     else max(8, 4 * n))
     demoted = False
     for attempt in range(tries):
         if len(found) >= n:
@@ -924,24 +1277,31 @@ def find_plans(server: ToolServer, steps: list[StepArgs], pool: ValuePool, rng: 
         if not found and not demoted and missing and attempt >= tries // 2:
             steps = _demote(steps, missing)
             demoted = True
-        plan = sample_plan(server, steps, pool, rng)
-        if plan is None:
-            errors.append("no candidate value for a required parameter")
-            continue
-        sig = plan.signature()
-        if sig in seen:
-            continue
-        seen.add(sig)
         if factory is None:
+            plan = sample_plan(server, steps, pool, rng)
+            if plan is None:
+                errors.append("no candidate value for a required parameter")
+                continue
+            sig = plan.signature()
+            if sig in seen:
+                continue
+            seen.add(sig)
             found.append(FoundPlan(plan, None))
             continue
         try:
-            results = execute_plan(plan, factory())
+            plan, results = sample_and_run(server, steps, pool, rng, factory)
+        except _NoValue as e:
+            errors.append(str(e))
+            continue
         except PlanError as e:
             errors.append(str(e))
             if e.param is not None:
                 missing.add((e.step, e.param))
             continue
+        sig = plan.signature()
+        if sig in seen:
+            continue
+        seen.add(sig)
         empty = [i for i, (s, r) in enumerate(zip(plan.steps, results, strict=True)) if s.user_args and _empty(r)]
         if empty:
             errors.append(f"step {empty[0]}: {plan.steps[empty[0]].tool} returned nothing for the chosen values")
@@ -965,6 +1325,30 @@ def _demote(steps: list[StepArgs], missing: set[tuple[int, str]]) -> list[StepAr
 
 __all__ = [
     "PLAN_FORMAT", "DerivedRef", "ExecutorFactory", "FoundPlan", "Plan", "PlanError", "PlanStep", "StepArgs",
-    "ValuePool", "description_examples", "executor_factory", "execute_plan", "find_plans", "follow_path",
+    "MCPExecutor", "ValuePool", "description_examples", "executor_factory", "execute_plan", "find_plans", "follow_path",
     "json_types", "resolve_steps", "sample_plan", "schema_fields", "step_arguments",
 ]
+
+
+class MCPExecutor:
+    """Calls the tools of a live MCP server (``CallInfo`` of kind ``mcp_*``) from sync code,
+    one session per call; a result marked as an error raises. For servers whose state
+    lives outside the process (a repository, a database), a plan run here changes it."""
+
+    def __init__(self, call: Any, timeout: float = 30.0) -> None:
+        self.call_info = call
+        self.timeout = timeout
+
+    def call(self, tool_name: str, arguments: dict[str, Any] | None = None) -> Any:
+        from astra.tools.ingest import run_sync
+        from astra.tools.mcp_client import call_tool, open_session, result_payload
+
+        async def go() -> Any:
+            async with open_session(self.call_info, timeout=self.timeout) as session:
+                res = await call_tool(session, tool_name, arguments or {}, timeout=self.timeout)
+                payload = result_payload(res)
+                if res.is_error:
+                    raise RuntimeError(str(payload)[:300])
+                return payload
+
+        return run_sync(go)

@@ -20,7 +20,14 @@ import re
 from typing import Any
 
 from astra.tasks.plan import Plan, PlanStep, enum_values, is_identifier, json_types
+from astra.tasks.text import normalize_description
 from astra.types import Tool, ToolServer
+
+#: Qualifiers a tool description adds to its object that a user does not say
+#: ("a file of any extension from currrent directory" -> "a file").
+_QUALIFIERS = re.compile(r"\s+(?:of\s+any\s+(?:extension|kind|type|format)|(?:at|from|in)\s+(?:the\s+)?curr?r?ent\s+"
+                         r"(?:working\s+)?directory|in\s+the\s+system|if\s+(?:it\s+is\s+)?(?:not\s+)?"
+                         r"(?:provided|given|specified))\b", re.IGNORECASE)
 
 _ROLE_FROM = ("from_", "source_", "src_", "origin")
 _ROLE_TO = ("to_", "target_", "dest_", "destination")
@@ -129,10 +136,40 @@ def _plural(word: str, n: Any = 2) -> str:
     return word + "s"
 
 
+_MEASURE = re.compile(r"price|cost|fare|amount|balance|rating|score|temperature|speed|distance|weight|size|"
+                      r"value|rate|percent|level|budget|salary|fee|total")
+_NOT_VERBS = frozenset("this these those its his is was has does status address process access class bus "
+                       "news series analysis basis lens gas plus".split())
+
+
+def imperative(text: str) -> str:
+    """"Converts the gallon to liter" -> "Convert the gallon to liter"; "Presses the
+    pedal" -> "Press the pedal" (a description in the third person made a request)."""
+    m = re.match(r"^([A-Za-z]+)(\b.*)$", text, re.S)
+    if not m:
+        return text
+    word, rest = m.group(1), m.group(2)
+    w = word.lower()
+    if w in _NOT_VERBS or len(w) < 4 or not w.endswith("s") or w.endswith(("ss", "us", "is")):
+        return text
+    if w.endswith("ies"):
+        base = w[:-3] + "y"
+    elif w.endswith(("sses", "shes", "ches", "xes", "zes", "oes")):
+        base = w[:-2]
+    else:
+        base = w[:-1]
+    if not re.match(r"\s+(?:the|a|an|all|one|two|current|new|your|its|their|each|every|information|details|"
+                    r"data|list|[a-z]+s\b)", rest):
+        return text  # "Lists" alone, or a noun phrase ("Stocks of a sector")
+    base = base.capitalize() if word[0].isupper() else base
+    return base + rest
+
+
 def intent_phrase(tool: Tool) -> str:
     """The tool's job as a lower-case imperative phrase, from its description."""
-    desc = (tool.description or "").strip()
+    desc = normalize_description(tool.description or "")
     first = re.split(r"(?<=[.!?])\s+|\n", desc, maxsplit=1)[0].strip() if desc else ""
+    first = _QUALIFIERS.sub("", first)
     first = re.sub(r"\s*\([^)]*\)", "", first).strip().rstrip(".!").strip()
     if ":" in first:
         first = first.split(":", 1)[0].strip()
@@ -141,8 +178,9 @@ def intent_phrase(tool: Tool) -> str:
     first = re.sub(r"\s+matching (?:all|any) (?:of )?(?:the )?given (?:filters|criteria)", "", first)
     first = re.sub(r",\s+[a-z]+ing\b[^,]*$", "", first)  # ", creating missing parent directories"
     first = re.sub(r"\s+by (?:its|their) (?:identifier|id|ID)s?\b", "", first)
-    if re.match(r"^(Returns?|Gets?s?)\b", first) and not first.lower().startswith("get "):
+    if re.match(r"^Returns?\b", first):
         first = "get " + re.sub(r"^Returns?\s+", "", first)
+    first = imperative(first)
     if not first:
         first = "handle the " + label(tool.name) + " step"
     if len(first) > 1 and not first[1].isupper():
@@ -205,12 +243,17 @@ def _value_phrase(param: str, v: Any, tool: Tool) -> tuple[str, bool]:
             return tpl.format(v=fv), False
     if _PERSONISH.search(p):
         return f"under the name {fv}", False
+    if re.search(r"address_?(line_?)?[2-9]$|(^|_)line_?[2-9]$", p):
+        return f"({fv})", False  # the second address line goes with the first
     if "address" in p:
         return f"to {fv}", False
     if "email" in p:
         return f"at {fv}", False
     if p.startswith("min_") and types & {"integer", "number"}:
-        return f"with at least {fv} {_plural(noun_of(param), v)}", False
+        noun = noun_of(param)
+        if _MEASURE.search(noun) or (isinstance(v, float) and not v.is_integer()):
+            return f"with a {noun} of at least {fv}", False
+        return f"with at least {fv} {_plural(noun, v)}", False
     if p.startswith("max_") and types & {"integer", "number"}:
         noun = noun_of(param)
         m = re.search(r"\s(minutes|hours|days|seconds|km|kg)$", noun)
@@ -300,7 +343,12 @@ def render_step(tool: Tool, plan: Plan, i: int, rng: random.Random, said: dict[s
     # repeated values: "for the same dates", "in the same cabin"
     repeats = [p for p in user if p in said and said[p] == user[p]]
     for f, t in _pairs(repeats):
-        tail.append("for the same dates" if "date" in f or "check" in f else f"with the same {_plural(noun_of(f))}")
+        if "date" in f or "check" in f:
+            tail.append("for the same dates")
+        elif {f.lower(), t.lower()} == {"origin", "destination"}:
+            tail.append("on the same route")
+        else:
+            tail.append(f"with the same {_plural(noun_of(f))}")
         user.pop(f)
         user.pop(t)
         repeats.remove(f)

@@ -8,7 +8,7 @@ stage               input -> output       rejection reasons
 ``tasks.augment``   Task -> Task          see :mod:`astra.tasks.augment`
                     (original + variants)
 ``tasks.score``     Task -> Task (scored) ``score_unusable``
-``tasks.select``    Task -> Task          ``low_<aspect>``, ``near_duplicate``
+``tasks.select``    Task -> Task          a failing gate (:mod:`astra.tasks.gates`), ``low_<aspect>``, ``near_duplicate``
 ==================  ====================  =========================================
 
 Generation reads two kinds of input -- verified chains (chain mode) and tool servers
@@ -41,6 +41,7 @@ from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manife
 from astra.pipeline.failures import is_endpoint_failure
 from astra.tasks.augment import LLMAugmenter, OfflineAugmenter, augment_task, load_personas, parse_modes
 from astra.tasks.dedup import DEFAULT_DEDUP_THRESHOLD, select_tasks
+from astra.tasks.gates import task_gates
 from astra.tasks.generate import MAX_K, LLMGenerator, OfflineGenerator, stable_hash
 from astra.tasks.score import LLMScorer, Thresholds, offline_scores
 from astra.types import Chain, Record, Rejection, Task, ToolServer
@@ -344,6 +345,7 @@ class ScoreStage(_LLMStage):
                 return StageResult.reject(record.id, "score_unusable", str(e)[:300])
         else:
             scores = offline_scores(record, [t.name for t in server.tools] if server else None)
+        scores = {**scores, "gates": task_gates(record)}  # meaning checks, whichever scorer
         return StageResult.accept(record.model_copy(update={"scores": scores}))
 
 

@@ -130,6 +130,46 @@ def looks_english(text: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------
+# Tool descriptions: the job, without boilerplate
+# ---------------------------------------------------------------------------------
+
+_DESC_MARKER = re.compile(r"\b(?:tool|function|api|endpoint)\s+description\s*:\s*", re.IGNORECASE)
+#: Sentences that describe the tool or its API rather than what it does.
+BOILERPLATE = re.compile(
+    r"^\s*(?:"
+    r"(?:this|the)\s+(?:tool|function|api|endpoint|method|operation|service)\s+(?:belongs\s+to|is\s+(?:a\s+)?part\s+of|"
+    r"is\s+provided\s+by|is\s+from|comes\s+from|is\s+one\s+of|is\s+used\s+(?:by|in))\b"
+    r"|it\s+is\s+an?\s+(?:\w+\s+){0,6}(?:system|api|service|tool|platform|application|server|backend|interface)\b"
+    r"|(?:this|the)\s+(?:\w+\s+){0,4}(?:api|service|server|system|platform)\s+(?:allows|lets|enables|provides|offers|is)\b"
+    r"|note\s*:|(?:\[?optional\]?)\s*$"
+    r")", re.IGNORECASE)
+_BOILER_ECHO = re.compile(r"\b(?:this\s+tool|this\s+function|this\s+api|belongs\s+to\s+the|tool\s+description|"
+                          r"the\s+agent\s+(?:needs|should|must)|the\s+function\s+will)\b", re.IGNORECASE)
+
+
+def normalize_description(text: str) -> str:
+    """A tool description reduced to what the tool does: the text after a "Tool
+    description:" marker, without leading sentences about the tool's API or service
+    ("This tool belongs to the Gorilla file system. It is a simple file system that ...")."""
+    t = (text or "").strip()
+    marks = list(_DESC_MARKER.finditer(t))
+    if marks and t[marks[-1].end():].strip():
+        t = t[marks[-1].end():].strip()
+    sents = re.split(r"(?<=[.!?])\s+|\n+", t)
+    while len(sents) > 1 and BOILERPLATE.match(sents[0]):
+        sents = sents[1:]
+    out = " ".join(x.strip() for x in sents if x.strip())
+    return out or t
+
+
+def boilerplate_echo(query: str) -> str | None:
+    """The phrase of ``query`` that comes from tool-description boilerplate ("this tool",
+    "belongs to the", "the agent needs to"), if any."""
+    m = _BOILER_ECHO.search(query or "")
+    return m.group(0) if m else None
+
+
+# ---------------------------------------------------------------------------------
 # Similarity
 # ---------------------------------------------------------------------------------
 
@@ -163,6 +203,6 @@ def content_words(text: str) -> list[str]:
 
 
 __all__ = [
-    "content_words", "is_how_to", "jaccard", "looks_english", "missing_mentions", "named_tools",
+    "boilerplate_echo", "normalize_description", "content_words", "is_how_to", "jaccard", "looks_english", "missing_mentions", "named_tools",
     "normalize_query", "shingles", "value_forms", "value_mentioned",
 ]

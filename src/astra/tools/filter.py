@@ -85,14 +85,49 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
 
-def description_problem(name: str, description: str | None, *, min_words: int = 3) -> tuple[str, str] | None:
-    """``(reason, detail)`` when a tool description is missing or too vague, else ``None``."""
+#: Words of parameter and result documentation that make a terse description enough
+#: ("Place an order." with every argument and result field described).
+DOCUMENTED_WORDS = 8
+
+
+def schema_text(tool: Tool) -> str:
+    """The documentation a tool carries besides its description: parameter and result
+    field descriptions (nested ones included)."""
+    parts: list[str] = []
+
+    def walk(schema: object, depth: int = 0) -> None:
+        if not isinstance(schema, dict) or depth > 6:
+            return
+        d = schema.get("description")
+        if isinstance(d, str) and d.strip():
+            parts.append(d.strip())
+        for sub in (schema.get("properties") or {}).values():
+            walk(sub, depth + 1)
+        walk(schema.get("items"), depth + 1)
+        for key in ("anyOf", "oneOf", "allOf"):
+            for sub in schema.get(key) or []:
+                walk(sub, depth + 1)
+
+    walk(tool.parameters)
+    walk(tool.output_schema)
+    return " ".join(parts)
+
+
+def description_problem(name: str, description: str | None, *, min_words: int = 3,
+                        documentation: str = "") -> tuple[str, str] | None:
+    """``(reason, detail)`` when a tool description is missing or too vague, else ``None``.
+
+    ``documentation`` is the rest of the tool's documentation (:func:`schema_text`): a
+    short description that restates the name ("Place an order.") is not vague when the
+    parameters and results are described (at least :data:`DOCUMENTED_WORDS` words)."""
     text = (description or "").strip()
     if not text:
         return TOOL_DESCRIPTION_MISSING, "the tool has no description"
     canon = " ".join(text.lower().rstrip(".!").split())
     if canon in PLACEHOLDERS:
         return TOOL_DESCRIPTION_VAGUE, f"description {text!r} is a placeholder"
+    if word_count(documentation) >= DOCUMENTED_WORDS:
+        return None
     words = [w.lower() for w in _LATIN_WORD.findall(_CJK.sub(" ", text))]
     if not _CJK.search(text) and words:
         content = {_stem(w) for w in words if w not in _FILLER}
@@ -144,7 +179,8 @@ def filter_servers(
                 rejections.append(Rejection(key=key, reason=TOOL_DUPLICATE_NAME,
                                             detail="a tool of this name appears earlier in the server"))
                 continue
-            problem = description_problem(tool.name, tool.description, min_words=min_description_words)
+            problem = description_problem(tool.name, tool.description, min_words=min_description_words,
+                                          documentation=schema_text(tool))
             if problem:
                 rejections.append(Rejection(key=key, reason=problem[0], detail=problem[1]))
                 continue

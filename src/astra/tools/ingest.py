@@ -267,12 +267,35 @@ _HTTP_TYPES = {"http", "streamable_http", "streamable-http", "streamablehttp", "
 _SSE_TYPES = {"sse", "mcp_sse"}
 
 
+#: ``call_info`` flags that mark a server as documentation only (no implementation to
+#: call): public ASTRA-style files write ``{"mock_tool": true}``.
+DOC_ONLY_FLAGS = ("mock_tool", "mock", "doc_only", "mocked", "emulated", "is_mock")
+#: ``call_info`` transport types that mean the same.
+DOC_ONLY_TYPES = {"mock", "mock_tool", "doc_only", "doc-only", "docs", "none", "emulated", "emulator", "simulated"}
+
+
+def _doc_only_marker(ci: dict[str, Any]) -> str | None:
+    """The doc-only marker of a ``call_info`` block (``mock_tool: true``, ``type: "mock"``), if any."""
+    for key in DOC_ONLY_FLAGS:
+        value = ci.get(key)
+        if value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1")):
+            return f"{key}: true"
+    _, transport = _first(ci, "type", "transport")
+    if isinstance(transport, str) and transport.strip().lower() in DOC_ONLY_TYPES:
+        return f"type: {transport!r}"
+    return None
+
+
 def _call_info(ci: Any, path: str) -> tuple[CallInfo, str | None]:
-    """(call info, warning) from an ASTRA ``call_info`` block."""
+    """(call info, warning) from an ASTRA ``call_info`` block. A block carrying a doc-only
+    marker (:data:`DOC_ONLY_FLAGS`, :data:`DOC_ONLY_TYPES`) is doc-only even when it also
+    names a command or URL."""
     if ci is None or ci == {}:
         return CallInfo(kind="doc_only"), None
     if not isinstance(ci, dict):
         raise _FieldError(path.rstrip("."), f"expected a JSON object, got {type(ci).__name__}")
+    if _doc_only_marker(ci) is not None:
+        return CallInfo(kind="doc_only"), None
     tkey, transport = _first(ci, "type", "transport")
     command = ci.get("command")
     url = ci.get("url")
@@ -335,9 +358,27 @@ def _astra_line(obj: Any, where: str, out: _Collector, source: str) -> None:
                 raw_tools=raw, call=call, source=source)
 
 
-def ingest_jsonl(path: str, out: _Collector) -> None:
-    """ASTRA ``mcp_servers.jsonl``: one server per line; bad lines go to ``out.errors``."""
+_SERVER_KEYS = ("base_info", "tool_list", "group_info", "tools", "server_name")
+
+
+def is_tool_entry(obj: Any) -> bool:
+    """Whether a JSON object is one tool (OpenAI ``{"type":"function","function":{...}}`` or
+    a bare ``{"name", "description", "parameters"}`` as in BFCL's function docs) rather
+    than a server."""
+    if not isinstance(obj, dict) or any(k in obj for k in _SERVER_KEYS):
+        return False
+    if isinstance(obj.get("function"), dict):
+        return True
+    return isinstance(obj.get("name"), str) and any(
+        k in obj for k in ("parameters", "input_schema", "inputSchema", "response", "output_schema"))
+
+
+def ingest_jsonl(path: str, out: _Collector, *, server_name: str | None = None) -> None:
+    """One server per line (ASTRA ``mcp_servers.jsonl``), or one *tool* per line (BFCL's
+    function docs): lines that are tools form one server named after the file (or
+    ``server_name``). Bad lines go to ``out.errors``; the other lines still ingest."""
     p = Path(path)
+    tools: list[RawTool] = []
     with p.open("rb") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -349,9 +390,15 @@ def ingest_jsonl(path: str, out: _Collector) -> None:
                 out.errors.append(str(e))
                 continue
             try:
-                _astra_line(obj, where, out, source=f"{path}:{lineno}")
+                if is_tool_entry(obj):
+                    tools.append(_raw_tool(obj, ""))
+                else:
+                    _astra_line(obj, where, out, source=f"{path}:{lineno}")
             except _FieldError as e:
                 out.errors.append(f"{where} [{e.field}]: {e.message}")
+    if tools:
+        _add_server(out, name=server_name or p.stem, title="", description="", domain="", raw_tools=tools,
+                    call=CallInfo(kind="doc_only"), source=path)
 
 
 def _openai_doc(doc: Any, where: str, out: _Collector, *, default_name: str, source: str,
@@ -379,8 +426,26 @@ def _load_json(path: str) -> Any:
     return parse_json_line(read_text_file(path), path=path, max_depth=None)
 
 
+def _is_json_lines(path: str) -> bool:
+    lines = [ln for ln in read_text_file(path).splitlines() if ln.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        return all(isinstance(json.loads(ln), dict) for ln in lines[:3])
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return False
+
+
 def ingest_json(path: str, out: _Collector, *, server_name: str | None = None) -> None:
-    doc = _load_json(path)
+    """OpenAI tools JSON; a ``.json`` file that holds JSON Lines (BFCL's function docs)
+    is read as :func:`ingest_jsonl`."""
+    try:
+        doc = _load_json(path)
+    except InputError:
+        if _is_json_lines(path):
+            ingest_jsonl(path, out, server_name=server_name)
+            return
+        raise
     p = Path(path)
     try:
         _openai_doc(doc, p.name, out, default_name=p.stem, source=path, call=CallInfo(kind="doc_only"),
@@ -400,12 +465,11 @@ def ingest_sample(out: _Collector) -> None:
         raise InputError("astra.data.servers must define PYTHON_SERVERS and DOC_ONLY_DIR")
     from astra.tools.pyfunc import server_from_class
 
-    for key, cls in dict(py_servers).items():
-        try:
-            server = server_from_class(cls, source="sample")
-        except ToolSchemaError as e:
-            out.rejections.append(Rejection(key=str(key), reason=TOOL_SCHEMA_UNMAPPABLE, detail=str(e)))
-            continue
+    for cls in dict(py_servers).values():
+        server = server_from_class(cls, source="sample", skipped=(skipped := []))
+        for sk in skipped:
+            out.rejections.append(Rejection(key=f"{server.name}/{sk.name}", reason=TOOL_SCHEMA_UNMAPPABLE,
+                                            detail=sk.reason))
         _renormalize(server, out)
     for path in sorted(Path(doc_dir).glob("*.json")):
         doc = _load_json(str(path))
@@ -422,13 +486,17 @@ def ingest_sample(out: _Collector) -> None:
 
 
 def ingest_python(target: str, out: _Collector, *, server_name: str | None, source: str) -> None:
-    from astra.tools.pyfunc import server_from_target
+    from astra.tools.pyfunc import SkippedTool, server_from_target
 
+    skipped: list[SkippedTool] = []
     try:
-        server = server_from_target(target, name=server_name, source=source)
+        server = server_from_target(target, name=server_name, source=source, skipped=skipped)
     except ToolSchemaError as e:
         out.rejections.append(Rejection(key=server_name or target, reason=TOOL_SCHEMA_UNMAPPABLE, detail=str(e)))
         return
+    for sk in skipped:  # one tool that cannot be described drops that tool, not the server
+        out.rejections.append(Rejection(key=f"{server.name}/{sk.name}", reason=TOOL_SCHEMA_UNMAPPABLE,
+                                        detail=sk.reason))
     _renormalize(server, out)
 
 

@@ -52,9 +52,98 @@ class _Spec:
     fn: Callable[..., Any]
 
 
-def _doc_text(parsed: docstring_parser.Docstring) -> str:
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Keyword Args|Kwargs|Returns?|Yields?|Raises|"
+                      r"Examples?|Notes?|Attributes|See Also)\s*:?\s*$", re.IGNORECASE)
+_RETURN_FIELD = re.compile(r"^\s*[-*]?\s*([A-Za-z_][\w]*(?:\([^)]*\))?)\s*\(([^)]*(?:\)[^)]*)?)\)\s*:\s*(.*)$")
+
+
+def _doc_text(parsed: docstring_parser.Docstring, raw: str = "") -> str:
+    """The tool description: the docstring's summary and body without its sections
+    (``Args:``, ``Returns:`` ...); when the docstring has no summary (everything sits in
+    its sections), the whole docstring, so the tool keeps its documentation."""
     parts = [p.strip() for p in (parsed.short_description, parsed.long_description) if p and p.strip()]
-    return "\n\n".join(parts)
+    text = "\n\n".join(parts)
+    if raw:
+        lines = text.splitlines()
+        cut = next((i for i, ln in enumerate(lines) if _SECTION.match(ln)), None)
+        if cut is not None:
+            text = "\n".join(lines[:cut]).strip()
+        if not text:
+            text = raw.strip()
+    return text
+
+
+_DOC_TYPES = {"str": "string", "string": "string", "int": "integer", "integer": "integer", "float": "number",
+              "number": "number", "bool": "boolean", "boolean": "boolean", "dict": "object", "list": "array",
+              "tuple": "array", "any": None}
+
+
+def _doc_type(text: str) -> dict[str, Any]:
+    t = text.strip().lower()
+    m = re.match(r"(?:optional\[)?\s*(list|dict|tuple|set)\s*\[\s*([a-z]+)", t)
+    if m:
+        outer = "array" if m.group(1) != "dict" else "object"
+        if outer == "array":
+            inner = _DOC_TYPES.get(m.group(2))
+            return {"type": "array", "items": {"type": inner}} if inner else {"type": "array"}
+        return {"type": "object"}
+    word = re.match(r"(?:optional\[)?\s*([a-z]+)", t)
+    jt = _DOC_TYPES.get(word.group(1)) if word else None
+    return {"type": jt} if jt else {}
+
+
+def returns_fields(raw_doc: str) -> dict[str, dict[str, Any]]:
+    """Named result fields a docstring's ``Returns:`` section lists, one per line as
+    ``name (type): description`` (the BFCL style); only the outermost level."""
+    lines = raw_doc.splitlines()
+    start = next((i for i, ln in enumerate(lines) if re.match(r"^\s*Returns?\s*:\s*$", ln)), None)
+    if start is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    indent: int | None = None
+    for ln in lines[start + 1:]:
+        if not ln.strip():
+            continue
+        if _SECTION.match(ln):
+            break
+        depth = len(ln) - len(ln.lstrip())
+        if indent is None:
+            indent = depth
+        if depth > indent:
+            continue
+        if depth < indent:
+            break
+        m = _RETURN_FIELD.match(ln)
+        if not m:
+            return {}  # prose, not a field list
+        name = m.group(1)
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            continue  # "MA(5)": not an identifier
+        schema = _doc_type(m.group(2))
+        desc = " ".join(m.group(3).split())
+        if desc:
+            schema["description"] = desc
+        out[name] = schema
+    return out
+
+
+def _with_doc_fields(schema: dict[str, Any] | None, fields: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """An output schema without named properties (``Dict[str, str]``, no annotation)
+    completed with the fields the docstring lists."""
+    if not fields:
+        return schema
+    if schema is not None:
+        if schema.get("properties"):
+            return schema
+        types = schema.get("type")
+        alts = [a for a in schema.get("anyOf") or [] if isinstance(a, dict)]
+        objectish = types == "object" or any(a.get("type") == "object" for a in alts)
+        if not objectish:
+            return schema
+    out: dict[str, Any] = {"type": "object", "properties": fields}
+    if schema and schema.get("description"):
+        out["description"] = schema["description"]
+    return out
 
 
 def _one_line(text: str | None) -> str | None:
@@ -119,7 +208,8 @@ def _build_spec(fn: Callable[..., Any], name: str | None = None, *, skip_first: 
     except Exception as e:  # NameError for unresolvable forward refs, TypeError, ...
         raise ToolSchemaError(f"{where}: cannot resolve type hints ({type(e).__name__}: {e})") from None
 
-    parsed = docstring_parser.parse(inspect.getdoc(fn) or "")
+    raw_doc = inspect.getdoc(fn) or ""
+    parsed = docstring_parser.parse(raw_doc)
     param_docs = {p.arg_name: _one_line(p.description) for p in parsed.params}
 
     params = list(sig.parameters.values())
@@ -162,8 +252,15 @@ def _build_spec(fn: Callable[..., Any], name: str | None = None, *, skip_first: 
             output_schema = None
         elif parsed.returns and parsed.returns.description and "description" not in output_schema:
             output_schema["description"] = _one_line(parsed.returns.description)
+    doc_fields = returns_fields(raw_doc)
+    if doc_fields:
+        try:
+            output_schema = normalize_output_schema(_with_doc_fields(output_schema, doc_fields), where=where)
+        except ToolSchemaError:
+            pass  # the annotation's schema stands
 
-    tool = Tool(name=tool_name, description=_doc_text(parsed), parameters=parameters, output_schema=output_schema)
+    tool = Tool(name=tool_name, description=_doc_text(parsed, raw_doc), parameters=parameters,
+                output_schema=output_schema)
     return _Spec(tool=tool, model=model, positional_only=positional_only, fn=fn)
 
 
@@ -187,11 +284,59 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
+#: Attributes by which libraries mark a function as a tool: ``__tool__`` (tau2-bench's
+#: ``@is_tool``), ``__astra_tool__`` (:func:`tool`). When a class or module marks any of
+#: its functions, only the marked ones are its tools.
+TOOL_MARKERS = ("__astra_tool__", "__tool__")
+#: Attributes that say whether a marked tool only reads (tau2-bench's ``__tool_type__``).
+TOOL_KIND_MARKERS = ("__astra_tool_kind__", "__tool_type__")
+
+
+def tool(fn: Callable[..., Any] | None = None, *, kind: str = "read") -> Any:
+    """Mark a function or method as a tool (``@tool`` or ``@tool(kind="write")``): a
+    class or module with any marked function exposes only the marked ones. ``kind`` is
+    ``read`` (no side effects: task generation may call it to find real values) or
+    ``write``."""
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        f.__astra_tool__ = True  # type: ignore[attr-defined]
+        f.__astra_tool_kind__ = kind  # type: ignore[attr-defined]
+        return f
+    return mark(fn) if fn is not None else mark
+
+
+def _unwrap(raw: Any) -> Any:
+    if isinstance(raw, staticmethod | classmethod):
+        return raw.__func__
+    if isinstance(raw, property):
+        return raw.fget
+    return raw
+
+
+def is_marked(fn: Any) -> bool:
+    f = _unwrap(fn)
+    return any(getattr(f, m, False) is True for m in TOOL_MARKERS)
+
+
+def tool_kind(fn: Any) -> str | None:
+    """``read`` / ``write`` / another library kind (lower case) when the function says."""
+    f = _unwrap(fn)
+    for m in TOOL_KIND_MARKERS:
+        v = getattr(f, m, None)
+        if v is not None:
+            return str(getattr(v, "value", v)).lower()
+    return None
+
+
 def _class_methods(cls: type) -> list[tuple[str, bool]]:
-    """Public methods of ``cls`` in definition order: ``(name, takes_self_or_cls)``."""
+    """The tool methods of ``cls`` in definition order: ``(name, takes_self_or_cls)``.
+    Public methods (base classes first); when any method of the class or its bases carries
+    a tool marker (:data:`TOOL_MARKERS`), only the marked methods."""
     seen: dict[str, bool] = {}
+    marked: set[str] = set()
     for klass in reversed(cls.__mro__[:-1]):  # base classes first, ``object`` excluded
         for attr, raw in vars(klass).items():
+            if is_marked(raw) and not isinstance(raw, property):
+                marked.add(attr)
             if attr.startswith("_"):
                 continue
             if isinstance(raw, staticmethod):
@@ -200,24 +345,45 @@ def _class_methods(cls: type) -> list[tuple[str, bool]]:
                 seen[attr] = True
             else:
                 seen.pop(attr, None)  # shadowed by a non-method attribute
+    if marked:
+        return [(a, t) for a, t in seen.items() if a in marked]
     return list(seen.items())
 
 
-def _class_specs(cls: type, instance: Any | None = None) -> dict[str, _Spec]:
+@dataclass
+class SkippedTool:
+    """A method or function that could not be described as a tool, and why."""
+
+    name: str
+    reason: str
+
+
+def _class_specs(cls: type, instance: Any | None = None,
+                 skipped: list[SkippedTool] | None = None) -> dict[str, _Spec]:
+    """Specs of the tool methods of ``cls``. A method that cannot be described (``**kwargs``,
+    a type without a JSON schema) is appended to ``skipped`` when given (the other tools are
+    kept); without ``skipped`` the first such error is raised."""
     specs: dict[str, _Spec] = {}
     for attr, _takes_self in _class_methods(cls):
         raw = inspect.getattr_static(cls, attr)
-        if instance is not None:
-            fn = getattr(instance, attr)  # bound: signature has no self
-            specs[attr] = _build_spec(fn, attr)
-        elif isinstance(raw, staticmethod | classmethod):
-            specs[attr] = _build_spec(getattr(cls, attr), attr)
-        else:
-            specs[attr] = _build_spec(raw, attr, skip_first=True)
+        try:
+            if instance is not None:
+                fn = getattr(instance, attr)  # bound: signature has no self
+                specs[attr] = _build_spec(fn, attr)
+            elif isinstance(raw, staticmethod | classmethod):
+                specs[attr] = _build_spec(getattr(cls, attr), attr)
+            else:
+                specs[attr] = _build_spec(raw, attr, skip_first=True)
+        except ToolSchemaError as e:
+            if skipped is None:
+                raise
+            skipped.append(SkippedTool(attr, str(e)))
     return specs
 
 
 def _module_functions(module: pytypes.ModuleType) -> list[tuple[str, Callable[..., Any]]]:
+    """Public functions defined in ``module``; when any is marked as a tool
+    (:data:`TOOL_MARKERS`), only the marked ones."""
     out = []
     for attr, obj in vars(module).items():
         if attr.startswith("_") or not inspect.isfunction(obj):
@@ -225,7 +391,21 @@ def _module_functions(module: pytypes.ModuleType) -> list[tuple[str, Callable[..
         if obj.__module__ != module.__name__:
             continue  # imported, not defined here
         out.append((attr, obj))
+    if any(is_marked(fn) for _, fn in out):
+        out = [(a, fn) for a, fn in out if is_marked(fn)]
     return out
+
+
+def _module_specs(module: pytypes.ModuleType, skipped: list[SkippedTool] | None = None) -> dict[str, _Spec]:
+    specs: dict[str, _Spec] = {}
+    for attr, fn in _module_functions(module):
+        try:
+            specs[attr] = _build_spec(fn, attr)
+        except ToolSchemaError as e:
+            if skipped is None:
+                raise
+            skipped.append(SkippedTool(attr, str(e)))
+    return specs
 
 
 def _target_of(obj: type | pytypes.ModuleType) -> str:
@@ -236,42 +416,66 @@ def _target_of(obj: type | pytypes.ModuleType) -> str:
     return f"{base}:{obj.__qualname__}"
 
 
+def typed_target(target: str) -> str:
+    """The target as the user typed it, without ``py:`` (a file path made absolute, so
+    later stages find it from any directory). Stored in ``CallInfo.target``: the class
+    is imported again by this name, whatever its ``__module__``/``__qualname__`` say (a
+    wrapper class built by a factory, a re-exported alias)."""
+    t = target.strip()
+    if t.startswith("py:"):
+        t = t[3:].strip()
+    mod, sep, attr = t.rpartition(":")
+    if not sep:
+        mod, attr = t, ""
+    if mod.endswith(".py") or "/" in mod or "\\" in mod:
+        mod = str(Path(mod).expanduser().resolve())
+    return f"{mod}:{attr}" if attr else mod
+
+
 def _str_attr(obj: Any, attr: str) -> str | None:
     value = getattr(obj, attr, None)
     return value if isinstance(value, str) else None
 
 
-def server_from_class(cls: type, *, source: str = "") -> ToolServer:
+def server_from_class(cls: type, *, source: str = "", target: str | None = None,
+                      skipped: list[SkippedTool] | None = None) -> ToolServer:
     """A server from a tool class: attributes ``name``/``title``/``domain`` (and an
-    optional ``description``, else the class docstring); public methods are its tools."""
+    optional ``description``, else the class docstring); its tool methods
+    (:func:`_class_methods`) are its tools. ``target`` is what later stages import
+    (default: the class's module and qualified name). Methods that cannot be described
+    go to ``skipped`` when given, else raise :class:`ToolSchemaError`."""
     if not inspect.isclass(cls):
         raise InputError(f"{cls!r} is not a class")
-    specs = _class_specs(cls)
+    specs = _class_specs(cls, skipped=skipped)
     doc = cls.__dict__.get("__doc__")
+    target = target or _target_of(cls)
     return ToolServer(
         name=_str_attr(cls, "name") or _snake(cls.__name__),
         title=_str_attr(cls, "title") or "",
         description=_str_attr(cls, "description") or (inspect.cleandoc(doc) if isinstance(doc, str) else ""),
         domain=_str_attr(cls, "domain") or "general",
         tools=[s.tool for s in specs.values()],
-        call=CallInfo(kind="python", target=_target_of(cls)),
-        source=source or f"py:{_target_of(cls)}",
+        call=CallInfo(kind="python", target=target),
+        source=source or f"py:{target}",
     )
 
 
 def server_from_module(
-    module: pytypes.ModuleType, *, name: str | None = None, domain: str | None = None, source: str = ""
+    module: pytypes.ModuleType, *, name: str | None = None, domain: str | None = None, source: str = "",
+    target: str | None = None, skipped: list[SkippedTool] | None = None,
 ) -> ToolServer:
-    """A server of the public functions defined in ``module`` (imported ones excluded)."""
-    tools = [_build_spec(fn, attr).tool for attr, fn in _module_functions(module)]
+    """A server of the public functions defined in ``module`` (imported ones excluded;
+    only the marked ones when any is marked)."""
+    tools = [s.tool for s in _module_specs(module, skipped).values()]
+    target = target or _target_of(module)
     return ToolServer(
         name=name or _str_attr(module, "name") or module.__name__.rsplit(".", 1)[-1],
         title=_str_attr(module, "title") or "",
         description=inspect.cleandoc(module.__doc__) if module.__doc__ else "",
         domain=domain or _str_attr(module, "domain") or "general",
         tools=tools,
-        call=CallInfo(kind="python", target=_target_of(module)),
-        source=source or f"py:{_target_of(module)}",
+        call=CallInfo(kind="python", target=target),
+        source=source or f"py:{target}",
     )
 
 
@@ -348,12 +552,15 @@ def load_python_target(target: str) -> type | pytypes.ModuleType:
 
 
 def server_from_target(target: str, *, name: str | None = None, domain: str | None = None,
-                       source: str = "") -> ToolServer:
-    """Load a Python target and describe it as a server."""
+                       source: str = "", skipped: list[SkippedTool] | None = None) -> ToolServer:
+    """Load a Python target and describe it as a server; ``CallInfo.target`` is the
+    target as typed (:func:`typed_target`). Methods that cannot be described go to
+    ``skipped`` when given (else :class:`ToolSchemaError`)."""
     obj = load_python_target(target)
+    typed = typed_target(target)
     if isinstance(obj, pytypes.ModuleType):
-        return server_from_module(obj, name=name, domain=domain, source=source)
-    server = server_from_class(obj, source=source)
+        return server_from_module(obj, name=name, domain=domain, source=source, target=typed, skipped=skipped)
+    server = server_from_class(obj, source=source, target=typed, skipped=skipped)
     updates = {k: v for k, v in (("name", name), ("domain", domain)) if v}
     return server.model_copy(update=updates) if updates else server
 
@@ -383,19 +590,26 @@ class PythonExecutor:
     def __init__(self, target: str):
         self.target = target
         obj = load_python_target(target)
+        #: Methods/functions that are not tools because they cannot be described.
+        self.skipped: list[SkippedTool] = []
         if isinstance(obj, pytypes.ModuleType):
             self.instance: Any = None
-            self._specs = {attr: _build_spec(fn, attr) for attr, fn in _module_functions(obj)}
+            self._specs = _module_specs(obj, self.skipped)
         else:
             try:
                 self.instance = obj()
             except Exception as e:
                 raise InputError(f"cannot instantiate {target!r}: {type(e).__name__}: {e}") from e
-            self._specs = _class_specs(obj, self.instance)
+            self._specs = _class_specs(obj, self.instance, self.skipped)
 
     @property
     def tools(self) -> list[Tool]:
         return [s.tool for s in self._specs.values()]
+
+    def kind(self, tool_name: str) -> str | None:
+        """``read``/``write``/... when the implementation marks it (:data:`TOOL_KIND_MARKERS`)."""
+        spec = self._specs.get(tool_name)
+        return tool_kind(spec.fn) if spec is not None else None
 
     def _prepare(self, tool_name: str, arguments: Any) -> tuple[_Spec, list[Any], dict[str, Any]]:
         spec = self._specs.get(tool_name)
