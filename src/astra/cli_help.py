@@ -44,6 +44,11 @@ EXAMPLES: dict[str, list[str]] = {
         "astra tools ingest sse:https://host/sse -o tools.jsonl                # a live MCP server (legacy SSE)",
         "astra tools ingest py:my_pkg.tools -o tools.jsonl                     # Python functions "
         "(or py:module:Class, file.py)",
+        "astra tools ingest benchmarks/foreign_toolsets.py:GorillaFileSystem -o fs.jsonl   # BFCL backend + scenario",
+        "astra tools ingest benchmarks/foreign_toolsets.py:Tau2Retail -o retail.jsonl      # tau2-bench toolkit + db",
+        "astra tools ingest .venv/lib/python3.11/site-packages/bfcl_eval/data/multi_turn_func_doc/posting_api.json"
+        " -o x.jsonl",
+        'astra tools ingest "stdio:.venv/bin/mcp-server-time --local-timezone UTC" --min-tools 2 -o time.jsonl',
     ],
     "tools list": ["astra tools list tools.jsonl"],
     "tools serve": [
