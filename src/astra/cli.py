@@ -44,6 +44,7 @@ from astra.eval.envs import eval_envs_command  # noqa: E402
 from astra.export.cli import app as export_app  # noqa: E402
 from astra.graph.cli import app as graph_app  # noqa: E402
 from astra.judge.cli import judge_command  # noqa: E402
+from astra.llm.cli import serve_command as llm_serve_command  # noqa: E402
 from astra.report.cli import report_command  # noqa: E402
 from astra.rollout.cli import rollout_command  # noqa: E402
 from astra.tasks.cli import app as tasks_app  # noqa: E402
@@ -56,6 +57,7 @@ app.command("judge")(judge_command)
 app.add_typer(export_app, name="export")
 app.add_typer(envs_app, name="envs")
 app.add_typer(train_app, name="train")
+llm_app.command("serve")(llm_serve_command)
 eval_app.command("envs")(eval_envs_command)
 
 
