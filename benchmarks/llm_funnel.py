@@ -87,7 +87,7 @@ def stages(base: Path, out: Path, s: dict[str, Path], limit: int, llm: list[str]
     tools = ["--tools", f"{b}/tools.jsonl"]
     return [
         ("graph-build", ["graph", "build", f"{b}/tools.jsonl", "-o", f"{o}/graphs", "--source", "dataflow,llm",
-                         "--proposals", "1", "--chains-per-proposal", "3", "--limit", "2", *llm],
+                         "--proposals", "1", "--chains-per-proposal", "3", "--limit", n, *llm],
          out / "graphs" / "graphs.jsonl"),
         ("graph-verify", ["graph", "verify", f"{b}/chains.jsonl", "-o", f"{o}/verified.jsonl", *tools,
                           "--checks", "args,vote,backtranslate", "--votes", "3", "--limit", n, *llm],

@@ -422,3 +422,13 @@ async def test_embedded_model_behind_the_server(tmp_path):
         assert ident.startswith("openai-model:") and "smollm2" in ident
         again = await client.chat([{"role": "user", "content": "Say hi."}], max_tokens=6)
         assert again.cached and again.content == hi.content
+
+
+def test_openai_provider_pickles_with_its_settings(tmp_path):
+    import pickle
+
+    p = provider_for("http://127.0.0.1:9/v1", tmp_path, response_format="json_object", model_fingerprint="fp")
+    q = pickle.loads(pickle.dumps(p))
+    assert (q.model, q.base_url, q.response_format, q.model_fingerprint) == ("m", "http://127.0.0.1:9/v1",
+                                                                              "json_object", "fp")
+    assert q._store.path == p._store.path
