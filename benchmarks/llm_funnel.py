@@ -144,8 +144,18 @@ def main() -> None:
     ap.add_argument("--llm-timeout", default="900", help="seconds per request (a loaded CPU server is slow)")
     ap.add_argument("--stage-timeout", type=float, default=3600)
     ap.add_argument("--extra-args", default="", help="appended to every LLM stage, e.g. '--response-format none'")
+    ap.add_argument("--report-only", action="store_true", help="print the table of an earlier run (funnel.json)")
     args = ap.parse_args()
     out = args.out.resolve()
+    if args.report_only:
+        rows = json.loads((out / "funnel.json").read_text("utf-8"))
+        for r in rows:  # the manifests may have been updated by a resumed run
+            m = manifest_of(Path(r["output"])) if r.get("output") else {}
+            if m:
+                r.update(_row_counts(m))
+        meta = json.loads((out / "funnel.meta.json").read_text("utf-8")) if (out / "funnel.meta.json").exists() else {}
+        print_table(rows, meta.get("base_url", "?"), meta.get("model", "?"), meta.get("limit", "?"))
+        return
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ASTRA_CACHE_DIR": os.environ.get("ASTRA_CACHE_DIR", str(out / "cache"))}
     server = None
@@ -180,28 +190,38 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             (out / f"{name}.log").write_text(stderr or "", "utf-8")
             m = manifest_of(output)
-            u = m.get("usage", {})
             crash = "Traceback (most recent call last)" in (stderr or "")
-            rows.append({"stage": name, "command": printable, "exit": code, "crash": crash,
-                         "in": m.get("inputs_seen", 0), "out": m.get("outputs", 0),
-                         "accepted": m.get("accepted", 0), "rejected": m.get("rejected", 0),
-                         "failed": m.get("failed", 0), "rejections": m.get("rejections_by_reason", {}),
-                         "errors": m.get("errors_by_type", {}), "usage": u, "seconds": round(seconds, 1),
-                         "warnings": m.get("warnings", [])})
+            rows.append({"stage": name, "command": printable, "output": str(output), "exit": code, "crash": crash,
+                         "seconds": round(seconds, 1), **_row_counts(m)})
             print(f"  exit {code}, {rows[-1]['in']} in → {rows[-1]['out']} out, {rows[-1]['failed']} failed, "
-                  f"{u.get('failures', 0)} LLM failures, {seconds:.0f}s", file=sys.stderr)
+                  f"{rows[-1]['usage'].get('failures', 0)} LLM failures, {seconds:.0f}s", file=sys.stderr)
             (out / "funnel.json").write_text(json.dumps(rows, indent=2), "utf-8")
+            (out / "funnel.meta.json").write_text(json.dumps({"base_url": args.base_url, "model": args.model,
+                                                              "limit": args.limit}), "utf-8")
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-    print(f"\nserver {args.base_url} · model {args.model} · {args.limit} records per stage\n")
-    print("| stage | exit | in → out | rejected (reasons) | failed (errors) | LLM requests / calls / failures / repairs | s |")
+    print_table(rows, args.base_url, args.model, args.limit)
+
+
+def _row_counts(m: dict) -> dict:
+    return {"status": m.get("status", "no manifest"), "in": m.get("inputs_seen", 0), "out": m.get("outputs", 0),
+            "accepted": m.get("accepted", 0), "rejected": m.get("rejected", 0), "failed": m.get("failed", 0),
+            "rejections": m.get("rejections_by_reason", {}), "errors": m.get("errors_by_type", {}),
+            "usage": m.get("usage", {}), "warnings": m.get("warnings", [])}
+
+
+def print_table(rows: list[dict], base_url: str, model: str, limit) -> None:
+    print(f"\nserver {base_url} · model {model} · {limit} record(s) per stage\n")
+    print("| stage | exit (manifest) | in → out | rejected (reasons) | failed (errors) | "
+          "LLM requests / calls / failures / repairs | s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         u = r["usage"]
-        print(f"| {r['stage']} | {r['exit']}{' (traceback)' if r['crash'] else ''} | {r['in']} → {r['out']} | "
-              f"{r['rejected']} ({_counts(r['rejections'])}) | {r['failed']} ({_counts(r['errors'])}) | "
+        print(f"| {r['stage']} | {r['exit']}{' traceback' if r['crash'] else ''} ({r.get('status', '?')}) | "
+              f"{r['in']} → {r['out']} | {r['rejected']} ({_counts(r['rejections'])}) | "
+              f"{r['failed']} ({_counts(r['errors'])}) | "
               f"{u.get('requests', 0)} / {u.get('calls', 0)} / {u.get('failures', 0)} / {u.get('repairs', 0)} | "
               f"{r['seconds']:.0f} |")
 

@@ -432,3 +432,11 @@ def test_openai_provider_pickles_with_its_settings(tmp_path):
     assert (q.model, q.base_url, q.response_format, q.model_fingerprint) == ("m", "http://127.0.0.1:9/v1",
                                                                               "json_object", "fp")
     assert q._store.path == p._store.path
+
+
+async def test_identity_of_an_unreachable_server_is_asked_again(tmp_path):
+    with FakeOpenAI(models=[{"id": "m", "root": "/w/a"}]) as fake:
+        url = fake.base_url
+    provider = provider_for(url, tmp_path)  # the server is gone
+    assert url in await provider.cache_identity()
+    assert provider._identity is None  # not remembered: a server that starts later is asked

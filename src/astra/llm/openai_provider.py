@@ -224,11 +224,15 @@ class OpenAIProvider:
         if self._identity_lock is None or self._identity_loop is not loop:
             self._identity_lock, self._identity_loop = asyncio.Lock(), loop
         async with self._identity_lock:
-            if self._identity is None:
-                self._identity = await self._probe_identity()
-        return self._identity
+            if self._identity is not None:
+                return self._identity
+            ident, answered = await self._probe_identity()
+            if answered:  # a server that could not be reached is asked again next time
+                self._identity = ident
+        return ident
 
-    async def _probe_identity(self) -> str:
+    async def _probe_identity(self) -> tuple[str, bool]:
+        """(identity, whether the server answered the listing)."""
         base = (self.base_url or "https://api.openai.com/v1").rstrip("/")
         headers = {"Authorization": f"Bearer {self._api_key}"}
         entry: dict[str, Any] | None = None
@@ -249,12 +253,15 @@ class OpenAIProvider:
                             props = p.json()
                     except (httpx.HTTPError, ValueError):
                         props = {}
+        except (httpx.TransportError, httpx.TimeoutException) as e:
+            log.debug("%s: cannot reach the server (%s)", self.provider_id, e)
+            return f"openai:{self.model}@{base}", False
         except (httpx.HTTPError, ValueError, AttributeError) as e:
             log.debug("%s: cannot list models (%s); the URL is part of the cache identity", self.provider_id, e)
-            return f"openai:{self.model}@{base}"
+            return f"openai:{self.model}@{base}", True
         if entry is None:
-            return f"openai:{self.model}@{base}"
-        return served_model_identity(entry, props)
+            return f"openai:{self.model}@{base}", True
+        return served_model_identity(entry, props), True
 
 
 def served_model_identity(entry: dict[str, Any], props: dict[str, Any] | None = None) -> str:
