@@ -8,8 +8,9 @@ First an offline backbone (`astra demo --profile tiny --no-training`: tools → 
 chains → tasks → trajectories, QA → environments; no LLM) gives every stage sensible
 input; then each stage runs again on a small slice of that input with its LLM path
 (`--llm openai:NAME --base-url URL`): graph build (LLM proposals), graph verify (vote and
-back-translation), tasks generate / augment / score, rollout (LLM agent + LLM tool emulator
-for the doc-only server), judge, envs decompose (question-conditional) / validate /
+back-translation), tasks generate / augment / score, rollout (an LLM agent with the LLM tool
+emulator for the doc-only server; and the offline chain executor, whose calls to the doc-only
+server the LLM emulates), judge, envs decompose (question-conditional) / validate /
 synthesize. Each stage is a separate `astra` process; its manifest gives records in and
 out, rejections by reason, failures by error type and LLM usage. A stage that exits
 non-zero or prints a traceback is reported as such. Prints a Markdown table.
@@ -100,11 +101,14 @@ def stages(base: Path, out: Path, s: dict[str, Path], limit: int, llm: list[str]
          out / "aug.jsonl"),
         ("tasks-score", ["tasks", "score", f"{b}/aug.jsonl", "-o", f"{o}/scored.jsonl", *tools,
                          "--scorer", "llm", "--limit", n, *llm],
-         out / "scored.jsonl"),
+         out / "scored.judged.jsonl"),  # the LLM scoring stage (scored.jsonl is the selection after it)
         ("rollout", ["rollout", str(s["rollout"]), "-o", f"{o}/trajectories.jsonl", *tools,
                      "--agent", llm[1], "--emulator-llm", llm[1], "--max-turns", "4", "--max-tokens", "256",
                      *llm[2:]],
          out / "trajectories.jsonl"),
+        ("rollout-emulator", ["rollout", str(s["rollout"]), "-o", f"{o}/emulated.jsonl", *tools,
+                              "--agent", "chain-executor", "--emulator-llm", llm[1], *llm[2:]],
+         out / "emulated.jsonl"),
         ("judge", ["judge", f"{b}/trajectories.jsonl", "-o", f"{o}/judged.jsonl", "--judge", "llm",
                    "--limit", n, *llm],
          out / "judged.jsonl"),
@@ -149,8 +153,10 @@ def main() -> None:
     out = args.out.resolve()
     if args.report_only:
         rows = json.loads((out / "funnel.json").read_text("utf-8"))
-        for r in rows:  # the manifests may have been updated by a resumed run
-            m = manifest_of(Path(r["output"])) if r.get("output") else {}
+        outputs = {name: output for name, _, output in stages(out / "offline", out, {"rollout": Path(),
+                                                                                      "questions": Path()}, 1, ["", ""])}
+        for r in rows:  # read the manifests again (a stage may have been resumed since)
+            m = manifest_of(outputs[r["stage"]])
             if m:
                 r.update(_row_counts(m))
         meta = json.loads((out / "funnel.meta.json").read_text("utf-8")) if (out / "funnel.meta.json").exists() else {}
@@ -209,7 +215,7 @@ def _row_counts(m: dict) -> dict:
     return {"status": m.get("status", "no manifest"), "in": m.get("inputs_seen", 0), "out": m.get("outputs", 0),
             "accepted": m.get("accepted", 0), "rejected": m.get("rejected", 0), "failed": m.get("failed", 0),
             "rejections": m.get("rejections_by_reason", {}), "errors": m.get("errors_by_type", {}),
-            "usage": m.get("usage", {}), "warnings": m.get("warnings", [])}
+            "usage": m.get("llm_usage") or m.get("usage") or {}, "warnings": m.get("warnings", [])}
 
 
 def print_table(rows: list[dict], base_url: str, model: str, limit) -> None:

@@ -353,7 +353,7 @@ def test_cli_response_format_reaches_the_provider(tmp_path, monkeypatch):
 def test_server_protocol(tmp_path):
     provider = ScriptedChatProvider(lambda req: reply(tool_calls=[("get_weather", {"city": "Oslo"})])
                                     if req.tools else reply("plain answer"))
-    app = create_app(provider, "tiny", root="/models/tiny", fingerprint="tiny-abc")
+    app = create_app(provider, "tiny", root="/models/tiny", fingerprint="tiny-abc", max_tokens_cap=64)
     with running(app) as url:
         models = httpx.get(f"{url}/models").json()["data"]
         assert models[0]["id"] == "tiny" and models[0]["fingerprint"] == "tiny-abc"
@@ -362,6 +362,7 @@ def test_server_protocol(tmp_path):
         assert ok["choices"][0]["message"]["content"] == "plain answer"
         assert ok["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         assert provider.requests[-1].messages[0]["content"] == "hi"
+        assert provider.requests[-1].max_tokens == 64  # the server's cap bounds the default of 512
         tc = post({"messages": [{"role": "user", "content": "w"}], "tools": TOOLS}).json()["choices"][0]
         assert tc["finish_reason"] == "tool_calls"
         assert json.loads(tc["message"]["tool_calls"][0]["function"]["arguments"]) == {"city": "Oslo"}

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from astra.cli_common import cli_errors, console
+from astra.errors import ConfigError
 
 
 @cli_errors
@@ -20,7 +21,11 @@ def serve_command(
         "--served-model-name", help="Model name clients send (default: smollm2-135m-instruct, or the "
                                     "directory's name).")] = None,
     max_batch: Annotated[int, typer.Option(help="Requests generated together in one batch.")] = 8,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for generation (default: up to 2).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for generation (default: up to 2; use 1 on a "
+                                                     "busy machine).")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", help="The most tokens of any reply, whatever a request asks (a cost bound, like "
+                             "llama.cpp's --n-predict).")] = None,
 ) -> None:
     """Serve a model over the OpenAI chat-completions API (/v1/models, /v1/chat/completions).
 
@@ -30,7 +35,10 @@ def serve_command(
     from astra.llm.server import embedded_app, serve
 
     ref = None if model in ("embedded", "default") else model.removeprefix("embedded:")
-    app, name = embedded_app(ref, name=served_model_name, max_batch=max_batch, threads=threads)
+    if max_tokens is not None and max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be >= 1, got {max_tokens}")
+    app, name = embedded_app(ref, name=served_model_name, max_batch=max_batch, threads=threads,
+                             max_tokens_cap=max_tokens)
     console.print(f"serving [bold]{name}[/] on http://{host}:{port}/v1 "
                   f"(--llm openai:{name} --base-url http://{host}:{port}/v1)", highlight=False)
     serve(app, host=host, port=port)

@@ -10,7 +10,8 @@ anything speaking the chat-completions API (astra's own ``--llm openai:MODEL``, 
   parsed and returned as ``tool_calls``), ``tool_choice`` ``auto``/``none``, ``max_tokens``
   / ``max_completion_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop``, ``stream``
   (the finished reply is sent as one chunk: generation is batched, not incremental) and
-  ``usage``. What it cannot do it refuses with a 400 that names the parameter:
+  ``usage`` (``max_tokens_cap`` bounds every reply, as llama.cpp's ``--n-predict`` does). What
+  it cannot do it refuses with a 400 that names the parameter:
   ``response_format`` other than ``text`` (there is no constrained decoding), ``n`` > 1,
   ``logprobs``, a forced ``tool_choice``, non-text content;
 - ``GET /health``.
@@ -84,9 +85,10 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def chat_request(body: Any) -> ChatRequest:
+def chat_request(body: Any, *, max_tokens_cap: int | None = None) -> ChatRequest:
     """The :class:`ChatRequest` of a chat-completions body; :class:`RequestRefused` for what
-    this server does not do."""
+    this server does not do. ``max_tokens_cap``: the most tokens a reply may have, whatever
+    the request asks (like llama.cpp's ``--n-predict``)."""
     if not isinstance(body, dict):
         raise RequestRefused("the body must be a JSON object")
     rf = body.get("response_format")
@@ -112,6 +114,11 @@ def chat_request(body: Any) -> ChatRequest:
     if isinstance(stop, str):
         stop = [stop]
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 512
+    if max_tokens_cap:
+        try:
+            max_tokens = min(int(max_tokens), max_tokens_cap)
+        except (TypeError, ValueError):
+            raise RequestRefused(f"max_tokens must be an integer, got {max_tokens!r}", "max_tokens") from None
     try:
         return ChatRequest(
             messages=_messages(body.get("messages")), tools=tools,
@@ -155,7 +162,8 @@ def _stream(body: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
 
 
 def create_app(provider: Any, model_name: str, *, root: str | None = None,
-               fingerprint: str | None = None, max_model_len: int | None = None) -> Starlette:
+               fingerprint: str | None = None, max_model_len: int | None = None,
+               max_tokens_cap: int | None = None) -> Starlette:
     """The server app around ``provider`` (anything with ``async complete(ChatRequest)``)."""
 
     async def models(request: Request) -> Response:
@@ -180,7 +188,7 @@ def create_app(provider: Any, model_name: str, *, root: str | None = None,
             if isinstance(body, dict) and body.get("model") not in (None, model_name):
                 raise RequestRefused(f"the model {body.get('model')!r} does not exist; this server serves "
                                      f"{model_name!r}", "model", status=404, kind="not_found_error")
-            req = chat_request(body)
+            req = chat_request(body, max_tokens_cap=max_tokens_cap)
         except RequestRefused as e:
             return _error(e.message, status=e.status, param=e.param, kind=e.kind)
         try:
@@ -209,7 +217,7 @@ def create_app(provider: Any, model_name: str, *, root: str | None = None,
 
 
 def embedded_app(model: str | None = None, *, name: str | None = None, max_batch: int = 8,
-                 threads: int | None = None) -> tuple[Starlette, str]:
+                 threads: int | None = None, max_tokens_cap: int | None = None) -> tuple[Starlette, str]:
     """The app serving the embedded model (default) or a model directory / hub id; the
     weights are loaded before it returns. Returns (app, served model name)."""
     from astra.llm.embedded import DEFAULT_MODEL, EmbeddedProvider
@@ -220,7 +228,7 @@ def embedded_app(model: str | None = None, *, name: str | None = None, max_batch
                       else str(model).rstrip("/").rsplit("/", 1)[-1])
     limit = getattr(lm.model.config, "max_position_embeddings", None)
     app = create_app(provider, served, root=provider.path, fingerprint=provider.provider_id,
-                     max_model_len=limit)
+                     max_model_len=limit, max_tokens_cap=max_tokens_cap)
     return app, served
 
 
