@@ -322,7 +322,8 @@ def test_every_llm_command_takes_the_endpoint_options():
         return {o for p in cmd.params for o in getattr(p, "opts", [])}
 
     for path in (["graph", "verify"], ["tasks", "generate"], ["tasks", "score"], ["rollout"], ["judge"],
-                 ["envs", "decompose"], ["envs", "synthesize"], ["llm", "chat"], ["eval", "bfcl"]):
+                 ["envs", "decompose"], ["envs", "synthesize"], ["llm", "chat"], ["eval", "bfcl"], ["eval", "envs"],
+                 ["demo"]):
         opts = command(*path)
         assert {"--base-url", "--response-format", "--model-fingerprint"} <= opts, path
     assert "--response-format" not in command("tools", "ingest")

@@ -8,12 +8,9 @@ same summary.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
-import os
 import sys
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from astra.errors import AstraError
-from astra.llm import RESPONSE_FORMATS, LLMSettings
+from astra.llm import LLMSettings
 from astra.pipeline import Manifest, Stage, run_stage
 
 console = Console(stderr=True)
@@ -39,21 +36,6 @@ ApiKeyEnvOpt = Annotated[str | None, typer.Option(
 LLMConcurrencyOpt = Annotated[int, typer.Option("--llm-concurrency", help="Concurrent LLM requests.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the persistent LLM response cache.")]
 TimeoutOpt = Annotated[float, typer.Option("--llm-timeout", help="Seconds per LLM request before a retry.")]
-ResponseFormatChoice = Enum("ResponseFormatChoice", {f: f for f in RESPONSE_FORMATS}, type=str)
-ResponseFormatOpt = Annotated[ResponseFormatChoice | None, typer.Option(
-    "--response-format", envvar="ASTRA_RESPONSE_FORMAT", show_envvar=True,
-    help="Structured output on OpenAI-compatible endpoints: json_schema, json_object, none, or auto "
-         "(json_schema, falling back when the server refuses it; remembered per endpoint). [default: auto]")]
-ModelFingerprintOpt = Annotated[str | None, typer.Option(
-    "--model-fingerprint", envvar="ASTRA_MODEL_FINGERPRINT", show_envvar=True,
-    help="Identity of the served model in the response cache (FP, or MODEL=FP,...); default: what "
-         "the server reports (/v1/models, /props). See docs/llm.md.")]
-
-#: Options every command that takes ``--base-url`` gets without declaring them (see
-#: :func:`cli_errors`); their values reach :class:`~astra.llm.LLMSettings` through the
-#: environment variables, so every client the command builds sees them.
-_ENDPOINT_OPTIONS = {"response_format": (ResponseFormatOpt, "ASTRA_RESPONSE_FORMAT"),
-                     "model_fingerprint": (ModelFingerprintOpt, "ASTRA_MODEL_FINGERPRINT")}
 
 # -- runner options --------------------------------------------------------------------
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Process only the first N input records.")]
@@ -65,32 +47,16 @@ NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="Hide the pro
 
 
 def llm_settings(llm: str | None = None, base_url: str | None = None, api_key_env: str | None = None,
-                 concurrency: int = 8, no_cache: bool = False, timeout: float = 120.0, *,
-                 response_format: str | None = None, model_fingerprint: str | None = None) -> LLMSettings:
+                 concurrency: int = 8, no_cache: bool = False, timeout: float = 120.0) -> LLMSettings:
     return LLMSettings.from_env(spec=llm, base_url=base_url, api_key_env=api_key_env,
-                                concurrency=concurrency, cache=not no_cache, timeout=timeout,
-                                response_format=response_format, model_fingerprint=model_fingerprint)
+                                concurrency=concurrency, cache=not no_cache, timeout=timeout)
 
 
 def cli_errors(fn: Callable) -> Callable:
-    """Turn astra's typed errors into one clear line on stderr and exit code 1.
-
-    A command that takes ``--base-url`` also gets ``--response-format`` and
-    ``--model-fingerprint`` (unless it declares them itself)."""
-    sig = inspect.signature(fn, eval_str=True)
-    extra = ([n for n in _ENDPOINT_OPTIONS if n not in sig.parameters]
-             if "base_url" in sig.parameters else [])
+    """Turn astra's typed errors into one clear line on stderr and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        saved: dict[str, str | None] = {}
-        for name in extra:
-            value = kwargs.pop(name, None)
-            value = value.value if isinstance(value, Enum) else value
-            env = _ENDPOINT_OPTIONS[name][1]
-            if value is not None:
-                saved[env] = os.environ.get(env)
-                os.environ[env] = value
         try:
             return fn(*args, **kwargs)
         except AstraError as e:
@@ -99,19 +65,7 @@ def cli_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/] — rerun the same command to resume")
             raise typer.Exit(130) from None
-        finally:
-            for env, old in saved.items():
-                if old is None:
-                    os.environ.pop(env, None)
-                else:
-                    os.environ[env] = old
 
-    if extra:
-        params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                     annotation=_ENDPOINT_OPTIONS[n][0]) for n in extra]
-        params += [p for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD]
-        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper
 
 
