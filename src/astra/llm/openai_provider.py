@@ -175,7 +175,7 @@ class OpenAIProvider:
                 refused[m] = str(e)
                 log.info("%s refused response_format %s; trying the next mode", self.endpoint, m)
                 continue
-            if refused:
+            if refused and self._format_mode != m:  # concurrent requests: the first one reports it
                 self._format_mode = m
                 self._store.update(self.endpoint, response_format=m, refused=refused)
                 log.warning("%s does not take response_format %s; using %s from now on (remembered in %s)",
