@@ -2,7 +2,10 @@
 
 Each request is answered by the next behaviour in a script: ``"ok"``, ``"500"``, ``"429"``,
 ``"400"``, ``"badjson"`` (200 with a broken body), ``"slow"`` (sleeps past the client's
-timeout) or a callable returning ``(status, body)``. Runs on 127.0.0.1 on a free port.
+timeout) or a callable returning ``(status, body)`` (a ``str`` body is sent as plain text).
+``GET /v1/models`` answers ``models`` (a list of model cards; ``None``: 404) and
+``GET /props`` answers ``props`` (``None``: 404), as llama.cpp's server does. Runs on
+127.0.0.1 on a free port.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ def completion(content: str = "hello", tool_calls: list | None = None) -> dict:
 
 
 class FakeOpenAI:
-    def __init__(self, script: list[str | Callable] | None = None, *, default: str = "ok",
-                 slow_seconds: float = 3.0):
+    def __init__(self, script: list[str | Callable] | None = None, *, default: str | Callable = "ok",
+                 slow_seconds: float = 3.0, models: list[dict] | None = None, props: dict | None = None):
         self.script = list(script or [])
+        self.models = models
+        self.props = props
+        self.gets: list[str] = []
         self.default = default
         self.slow_seconds = slow_seconds
         self.requests: list[dict] = []
@@ -39,6 +45,16 @@ class FakeOpenAI:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
+            def do_GET(self):
+                with fake._lock:
+                    fake.gets.append(self.path)
+                if self.path.endswith("/models") and fake.models is not None:
+                    self._send(200, json.dumps({"object": "list", "data": fake.models}).encode())
+                elif self.path == "/props" and fake.props is not None:
+                    self._send(200, json.dumps(fake.props).encode())
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -47,7 +63,8 @@ class FakeOpenAI:
                     action = fake.script.pop(0) if fake.script else fake.default
                 if callable(action):
                     status, payload = action(body)
-                    self._send(status, json.dumps(payload).encode())
+                    self._send(status, payload.encode() if isinstance(payload, str) else json.dumps(payload).encode(),
+                               "text/plain" if isinstance(payload, str) else "application/json")
                 elif action == "ok":
                     self._send(200, json.dumps(completion()).encode())
                 elif action in ("500", "429", "400"):
@@ -63,9 +80,9 @@ class FakeOpenAI:
                 else:
                     raise ValueError(action)
 
-            def _send(self, status: int, data: bytes):
+            def _send(self, status: int, data: bytes, ctype: str = "application/json"):
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -366,6 +366,19 @@ async def test_chain_executor_retries_injected_failures(servers):
     assert step1[0]["recipe_id"] in final and "calories_kcal=" in final
 
 
+async def test_chain_executor_names_every_failed_attempt(servers):
+    """An emulator whose replies are never JSON: the rejection says so for each attempt,
+    not only the last one's status."""
+    client, _ = client_of(lambda req: reply("Sure! The recipes are great."))
+    stage = RolloutStage(servers=servers, emulator_client=client, failure_rate=0.0, retries=2, seed=0)
+    stage.setup()
+    res = await stage.process(recipe_task("nojson"))
+    assert not res.outputs
+    (rej,) = res.rejections
+    assert rej.reason == "tool_failed_after_retries"
+    assert rej.detail.count("emulator_failure (the emulated result is not JSON") == 3
+
+
 async def test_chain_executor_answers_in_the_users_language(servers):
     stage = RolloutStage(servers=servers)
     stage.setup()

@@ -47,6 +47,8 @@ from astra.eval.envs import eval_envs_command  # noqa: E402
 from astra.export.cli import app as export_app  # noqa: E402
 from astra.graph.cli import app as graph_app  # noqa: E402
 from astra.judge.cli import judge_command  # noqa: E402
+from astra.llm.cli import install_endpoint_options  # noqa: E402
+from astra.llm.cli import serve_command as llm_serve_command  # noqa: E402
 from astra.report.cli import report_command  # noqa: E402
 from astra.rollout.cli import rollout_command  # noqa: E402
 from astra.tasks.cli import app as tasks_app  # noqa: E402
@@ -59,6 +61,7 @@ app.command("judge")(judge_command)
 app.add_typer(export_app, name="export")
 app.add_typer(envs_app, name="envs")
 app.add_typer(train_app, name="train")
+llm_app.command("serve")(llm_serve_command)
 eval_app.command("envs")(eval_envs_command)
 
 
@@ -306,6 +309,9 @@ def demo(
     from astra.demo import run_demo
 
     run_demo(profile=profile, out=out, llm=llm, base_url=base_url, training=training)
+
+
+install_endpoint_options(app)  # --response-format, --model-fingerprint wherever --base-url is taken
 
 
 def main() -> None:  # pragma: no cover

@@ -28,9 +28,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Provider(Protocol):
-    """What a provider implements: one request in, one response out (no retries, no cache)."""
+    """What a provider implements: one request in, one response out (no retries, no cache).
 
-    #: Stable identity of the model behind the provider (part of every cache key).
+    A provider may also define ``async cache_identity() -> str``: the identity of the model
+    it reaches, used in cache keys instead of ``provider_id`` (the OpenAI provider asks the
+    server, so that the same model behind another URL shares the cache)."""
+
+    #: Stable identity of the model behind the provider (a label, and the cache identity
+    #: of providers without ``cache_identity``).
     provider_id: str
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
@@ -76,10 +81,16 @@ class LLMClient:
         """Send one chat request (see :class:`ChatRequest` for the options)."""
         return await self.complete(ChatRequest(messages=messages, tools=tools, **options))
 
+    async def cache_identity(self) -> str:
+        """The model identity in this client's cache keys."""
+        ident = getattr(self.provider, "cache_identity", None)
+        return await ident() if ident is not None else self.provider_id
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        key = request.cache_key(self.provider_id)
         self.usage.record(requests=1)
+        key = ""
         if self.cache is not None:
+            key = request.cache_key(await self.cache_identity())
             hit = self.cache.get(key)
             if hit is not None:
                 self.usage.record(cache_hits=1)

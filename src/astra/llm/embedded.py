@@ -24,7 +24,7 @@ from typing import Any
 
 from astra.errors import ConfigError
 from astra.llm.errors import LLMRequestError
-from astra.llm.toolparse import parse_tool_calls
+from astra.llm.toolparse import offered_names, parse_tool_calls
 from astra.llm.types import ChatRequest, ChatResponse
 from astra.paths import models_dir
 
@@ -308,7 +308,7 @@ class EmbeddedProvider:
                         text, finish = text[: text.index(s)], "stop"
             prompt_tokens = int(enc["attention_mask"][i].sum())
             if req.tools:
-                parsed = parse_tool_calls(text)
+                parsed = parse_tool_calls(text, offered_names(req.tools))
                 content, calls, errors = parsed.content, parsed.tool_calls, parsed.errors
             else:
                 content, calls, errors = text, [], []

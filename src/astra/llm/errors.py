@@ -37,7 +37,16 @@ class LLMBadResponse(LLMError):
 
 
 class LLMRequestError(LLMError):
-    """The endpoint refused the request (4xx other than 429): retrying will not help."""
+    """The endpoint refused the request (4xx other than 408/429): retrying will not help."""
+
+
+class LLMUnsupported(LLMRequestError):
+    """The endpoint does not support a feature the request used (``feature``: e.g.
+    ``response_format``); any status, 5xx included: the same request fails the same way."""
+
+    def __init__(self, message: str, *, feature: str = ""):
+        super().__init__(message)
+        self.feature = feature
 
 
 class StructuredOutputError(LLMError):

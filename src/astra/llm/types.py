@@ -8,6 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: How structured output is asked of an OpenAI-compatible endpoint (``--response-format``;
+#: see :mod:`astra.llm.openai_provider`).
+RESPONSE_FORMATS = ("auto", "json_schema", "json_object", "none")
+
 
 class ToolCall(BaseModel):
     """A tool call as the model produced it; ``arguments`` is the raw JSON string."""

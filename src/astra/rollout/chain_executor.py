@@ -258,6 +258,7 @@ async def run_chain_executor(task: Task, toolset: ToolSet, *, server: ToolServer
             text = (ph["next"].format(prev=prev[-1] + 1, summary=summary, i=group[0] + 1) if len(group) == 1
                     else ph["next_many"].format(summary=summary, steps=nums))
         attempt = 0
+        tried: dict[int, list[str]] = {}  # each failed attempt of a step: its status (and why)
         while pending:
             turn += 1
             if turn > max_turns - 1:  # leave the last turn for the final answer
@@ -281,6 +282,8 @@ async def run_chain_executor(task: Task, toolset: ToolSet, *, server: ToolServer
                     results[c["step"]] = out.value
                 else:
                     failed.append((c["step"], out))
+                    why = f" ({out.error[:160]})" if out.error and out.error != out.status else ""
+                    tried.setdefault(c["step"], []).append(f"{out.status}{why}")
             if not failed:
                 break
             hard = [(i, o) for i, o in failed if not o.transient]
@@ -290,7 +293,8 @@ async def run_chain_executor(task: Task, toolset: ToolSet, *, server: ToolServer
             if attempt >= retries:
                 i, o = failed[0]
                 raise fail("tool_failed_after_retries",
-                           f"step {i + 1} ({plan.steps[i].tool}) still failing after {retries} retries: {o.status}")
+                           f"step {i + 1} ({plan.steps[i].tool}) still failing after {retries} retries: "
+                           + "; ".join(tried.get(i) or [o.status]))
             attempt += 1
             retried += 1
             pending = [i for i, _ in failed]
