@@ -61,6 +61,11 @@ EXAMPLES: dict[str, list[str]] = {
         'astra llm chat "hello" --llm openai:Qwen3-32B --base-url http://gpu:8000/v1   # vLLM, SGLang, llama.cpp, …',
         'astra llm chat "hello" --llm openai:gpt-4o-mini                         # a hosted API (OPENAI_API_KEY)',
     ],
+    "llm serve": [
+        "astra llm serve --port 8000                                             # the embedded model as an "
+        "OpenAI-compatible server",
+        "astra llm serve --model runs/demo/ckpt/sft --served-model-name sft --port 8001 --threads 1",
+    ],
     "llm stats": ["astra llm stats runs/demo                                               # usage per stage of a run"],
     "graph build": [
         "astra graph build run/tools.jsonl -o run/graphs",
