@@ -212,13 +212,24 @@ async def test_termination_max_turns_finish_and_all_solved(pool, film_envs):
     s.reset()
     assert not s.done and s.calls == 0
     assert await s.astep([]) == [] and s.done and s.finished  # no tool call = the agent stopped
-    env = film_envs["multi_hop"]  # no leaf step: done as soon as every sub-task is solved
+    env = film_envs["multi_hop"]  # every tool sub-task solved: the episode still waits for the answer
     s = EnvSession(env, pool=pool, max_turns=20)
     s.reset()
     for c in gold_calls(env):
         assert not s.done
         await s.astep([c])
-    assert s.done and not s.finished and s.reward().reward == pytest.approx(1.0, abs=1e-5)
+    assert s.solved == [t.id for t in env.instance.sub_tasks] and not s.done and s.reward().reward == 0.0
+    s.finish(env.instance.answer)
+    assert s.done and s.reward().reward == pytest.approx(1.0, abs=1e-5)
+    s = EnvSession(env, pool=pool, max_turns=len(gold_calls(env)))  # out of turns: the answer is still taken
+    s.reset()
+    for c in gold_calls(env):
+        await s.astep([c])
+    assert s.done and not s.finished
+    s.finish(f"It is {env.instance.answer}.")
+    assert s.reward().success and s.reward().reward == pytest.approx(1.0, abs=1e-5)
+    s.finish("something else")  # only the first answer counts
+    assert s.reward().answer_ok
 
 
 async def test_gold_trajectories_on_synthesized_environments_get_full_reward(pool, film_envs):
