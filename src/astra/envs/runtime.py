@@ -458,6 +458,16 @@ class EnvSession:
         """:meth:`astep` from sync code."""
         return run_sync(self.astep(tool_calls))
 
+    async def acall_tool(self, name: str, arguments: Any, *, call_id: str | None = None) -> tuple[str, dict[str, Any]]:
+        """One tool call outside the turn structure (adapters whose agent calls tools one at a
+        time: TRL, MCP): counted and judged like a call of :meth:`astep`, no turn used.
+        Returns ``(content, log record)``; the record's ``status`` is ``ok`` or the error kind."""
+        if self.finished:
+            raise EpisodeOver(f"the episode of {self.env.id!r} is over: the answer was given")
+        cid = call_id or f"call_{self.calls}"
+        msgs = await self._run_calls([{"id": cid, "function": {"name": name, "arguments": arguments}}])
+        return msgs[0]["content"], self.log[-1]
+
     def finish(self, final_answer: Any) -> None:
         """The agent stopped calling tools: check ``final_answer`` against the instance's
         answer and credit the non-tool steps (see the module docstring). Only the first call

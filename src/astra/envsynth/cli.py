@@ -547,15 +547,20 @@ def serve_cmd(
     env_path: Annotated[Path, typer.Argument(help="envs/ENV_ID (or envs/ENV_ID.json).")],
     http: Annotated[int | None, typer.Option("--http", help="Serve streamable HTTP on this port (default: stdio).")] = None,
     host: Annotated[str, typer.Option("--host", help="HTTP host.")] = "127.0.0.1",
+    reward: Annotated[str, typer.Option("--reward", help="f1 | recall | precision")] = "f1",
 ) -> None:
-    """Serve an environment's tools as an MCP server (stdio, or --http PORT); every call runs
-    the tool's code in the sandbox."""
+    """Serve an environment as an MCP server (stdio, or --http PORT): the question (prompt
+    'question' and a resource), its tools (arguments checked against their schema, code run in
+    the sandbox), a submit_answer tool, and the reward (a resource; also submit_answer's result).
+    One episode per connection."""
     from astra.envs.bundle import load_environment
     from astra.envs.mcp import serve_env_http, serve_env_stdio
 
+    if reward not in ("f1", "recall", "precision"):
+        raise ConfigError(f"--reward must be f1, recall or precision, got {reward!r}")
     env = load_environment(env_path)
     if http is not None:
-        console.print(f"serving {env.id} ({len(env.tools)} tools) at http://{host}:{http}/mcp")
-        serve_env_http(env, http, host=host)
+        console.print(f"serving {env.id} ({len(env.tools)} tools + submit_answer) at http://{host}:{http}/mcp")
+        serve_env_http(env, http, host=host, reward=reward)
     else:
-        serve_env_stdio(env)
+        serve_env_stdio(env, reward=reward)
