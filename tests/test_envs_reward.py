@@ -329,3 +329,15 @@ async def test_gold_calls_of_the_runtime_tests_still_pay(pool, synth_envs):
     await s.astep(gold_calls(env))
     s.finish(env.instance.answer)
     assert s.reward().reward == pytest.approx(1.0, abs=1e-5)
+
+
+def test_same_questions_are_not_a_constant_no():
+    """A constant "no" must not be the answer to almost every "Do A and B have the same …?"."""
+    from astra.envsynth.compose import check_gold
+
+    insts = compose(load_worlds(), n=20, seed=1)
+    same = [i for i in insts if (i.meta.get("aggregate") or {}).get("op") == "same"]
+    yes = [i for i in same if i.answer == "yes"]
+    assert len(same) >= 10 and len(yes) / len(same) >= 0.2, (len(yes), len(same))
+    assert {i.scenario for i in yes} == {"parallel_single_hop", "parallel_multi_hop"}
+    assert all(check_gold(i) == [] for i in same)
