@@ -175,8 +175,10 @@ def _short(text: str, n: int = 80) -> str:
 
 def _mock_data(code: str) -> Any:
     """The literal module-level ``MOCK_DATA`` of a tool's code, or None."""
+    from astra import pyast
+
     try:
-        tree = ast.parse(code)
+        tree = pyast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     for node in tree.body:
@@ -184,7 +186,7 @@ def _mock_data(code: str) -> Any:
             node.target if isinstance(node, ast.AnnAssign) else None
         if isinstance(target, ast.Name) and target.id == "MOCK_DATA" and node.value is not None:  # type: ignore[union-attr]
             try:
-                return ast.literal_eval(node.value)  # type: ignore[union-attr]
+                return pyast.literal_eval(node.value)  # type: ignore[union-attr]
             except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
                 return None
     return None
