@@ -46,7 +46,6 @@ Semantics (docs/environments.md, "Runtime and reward", gives the formula with ex
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import random
@@ -174,22 +173,13 @@ def _short(text: str, n: int = 80) -> str:
 
 
 def _mock_data(code: str) -> Any:
-    """The literal module-level ``MOCK_DATA`` of a tool's code, or None."""
-    from astra import pyast
+    """The literal module-level ``MOCK_DATA`` of a tool's code, or None when it has none."""
+    from astra.envsynth.merge import MergeError, mock_data_of
 
     try:
-        tree = pyast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return mock_data_of(code)
+    except (MergeError, ValueError, MemoryError):
         return None
-    for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
-            node.target if isinstance(node, ast.AnnAssign) else None
-        if isinstance(target, ast.Name) and target.id == "MOCK_DATA" and node.value is not None:  # type: ignore[union-attr]
-            try:
-                return pyast.literal_eval(node.value)  # type: ignore[union-attr]
-            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-                return None
-    return None
 
 
 @lru_cache(maxsize=4096)
