@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import sys
 
 import pytest
@@ -212,13 +213,24 @@ async def test_termination_max_turns_finish_and_all_solved(pool, film_envs):
     s.reset()
     assert not s.done and s.calls == 0
     assert await s.astep([]) == [] and s.done and s.finished  # no tool call = the agent stopped
-    env = film_envs["multi_hop"]  # no leaf step: done as soon as every sub-task is solved
+    env = film_envs["multi_hop"]  # every tool sub-task solved: the episode still waits for the answer
     s = EnvSession(env, pool=pool, max_turns=20)
     s.reset()
     for c in gold_calls(env):
         assert not s.done
         await s.astep([c])
-    assert s.done and not s.finished and s.reward().reward == pytest.approx(1.0, abs=1e-5)
+    assert s.solved == [t.id for t in env.instance.sub_tasks] and not s.done and s.reward().reward == 0.0
+    s.finish(env.instance.answer)
+    assert s.done and s.reward().reward == pytest.approx(1.0, abs=1e-5)
+    s = EnvSession(env, pool=pool, max_turns=len(gold_calls(env)))  # out of turns: the answer is still taken
+    s.reset()
+    for c in gold_calls(env):
+        await s.astep([c])
+    assert s.done and not s.finished
+    s.finish(f"It is {env.instance.answer}.")
+    assert s.reward().success and s.reward().reward == pytest.approx(1.0, abs=1e-5)
+    s.finish("something else")  # only the first answer counts
+    assert s.reward().answer_ok
 
 
 async def test_gold_trajectories_on_synthesized_environments_get_full_reward(pool, film_envs):
@@ -410,24 +422,49 @@ def env_dir(tmp_path, film_envs):
 
 
 async def test_mcp_serve_with_the_mcp_client(env_dir, film_envs):
+    """Over `astra envs serve` (stdio): the question as a prompt and a resource, the tools with
+    their schemas (arguments checked before the code runs), submit_answer and the reward."""
     from astra.tools.mcp_client import call_tool, list_all_tools, open_session, result_payload
     from astra.types import CallInfo
 
     env = film_envs["multi_hop"]
     target = f"{sys.executable} -m astra.cli envs serve {env_dir / env.id}"  # the CLI command itself
-    sub, stmt = next(iter(env.tools[0].calls.items()))
-    c = parse_call_statement(stmt)
-    gold = next(s.sub_answer for s in env.instance.sub_tasks if s.id == sub)
-    async with open_session(CallInfo(kind="mcp_stdio", target=target), timeout=120) as session:
+    calls = gold_calls(env)
+    tool0 = env.tools[0].tool
+    here = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}  # the tree under test
+    async with open_session(CallInfo(kind="mcp_stdio", target=target, env=here), timeout=120) as session:
         tools = await list_all_tools(session)
-        assert [t.name for t in tools] == [t.tool.name for t in env.tools]
-        assert tools[0].input_schema["required"] == env.tools[0].tool.required
-        res = await call_tool(session, c.name, c.kwargs)
-        assert not res.is_error and gold in json.dumps(result_payload(res))
-        bad = await call_tool(session, c.name, {env.tools[0].tool.required[0]: "No Such Name"})
+        assert [t.name for t in tools] == [t.tool.name for t in env.tools] + ["submit_answer"]
+        assert tools[0].input_schema["required"] == tool0.required
+        assert tools[-1].input_schema["required"] == ["answer"]
+        prompt = await session.get_prompt("question")
+        assert prompt.messages[0].content.text == env.instance.question
+        res = await session.list_resources()
+        uris = {r.name: str(r.uri) for r in res.resources}
+        q = await session.read_resource(uris["question"])
+        assert q.contents[0].text == env.instance.question
+        missing = await call_tool(session, tool0.name, {})  # no TypeError: a schema message
+        assert missing.is_error and "missing required argument" in result_payload(missing)
+        assert "TypeError" not in str(result_payload(missing))
+        wrong = await call_tool(session, tool0.name, {tool0.required[0]: 7})
+        assert wrong.is_error and "must be string" in result_payload(wrong)
+        bad = await call_tool(session, tool0.name, {tool0.required[0]: "No Such Name"})
         assert bad.is_error and "unknown" in result_payload(bad)
-        missing = await call_tool(session, "no_such_tool", {})
-        assert missing.is_error
+        assert (await call_tool(session, "no_such_tool", {})).is_error
+        for c in calls:
+            out = await call_tool(session, c["function"]["name"], json.loads(c["function"]["arguments"]))
+            assert not out.is_error
+        r = json.loads((await session.read_resource(uris["reward"])).contents[0].text)
+        assert r["reward"] == 0.0 and r["finished"] is False and len(r["solved"]) == len(calls)  # no answer yet
+        assert (await call_tool(session, "submit_answer", {})).is_error
+        done = await call_tool(session, "submit_answer", {"answer": env.instance.answer})
+        assert not done.is_error and done.structured_content["answer_ok"]
+        assert done.structured_content["calls"] == len(calls) + 4
+        r = json.loads((await session.read_resource(uris["reward"])).contents[0].text)
+        assert r["finished"] and r["success"] and r["reward"] == pytest.approx(2 * len(calls) / (2 * len(calls) + 4),
+                                                                               abs=1e-4)
+        late = await call_tool(session, "submit_answer", {"answer": "again"})
+        assert late.is_error and "over" in result_payload(late)
 
 
 def test_play_repl_through_stdin(env_dir, film_envs):

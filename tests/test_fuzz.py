@@ -308,20 +308,15 @@ def env_session():
     pool.close()
 
 
-#: Known weakness of the environment runtime's argument parser (``astra.envs.runtime``):
-#: arguments nested past the JSON parser's recursion limit raise instead of becoming a
-#: ``bad_arguments`` call.
-ENV_KNOWN_BAD = {"nested_5000"}
+#: Payloads the runtime must refuse before any code runs (size, depth, JSON, object shape);
+#: schema-level payloads are checked against the tool's schema and differ per tool.
 ENV_PAYLOADS = [p for p in PAYLOADS if p[3] != UNKNOWN_TOOL and p[0] not in (
     "missing_required", "empty_string_means_no_args", "none_means_no_args", "wrong_type_number",
     "wrong_type_object", "null_value", "hallucinated_parameter", "nan_for_number", "string_for_number",
     "deep_value", "huge_string_key", "lone_surrogate_key")]
 
 
-@pytest.mark.parametrize("name,tool_name,raw,status", [
-    pytest.param(*p, marks=pytest.mark.xfail(strict=True, raises=RecursionError,
-                                             reason="envs.runtime._parse_args does not catch RecursionError"))
-    if p[0] in ENV_KNOWN_BAD else p for p in ENV_PAYLOADS], ids=[p[0] for p in ENV_PAYLOADS])
+@pytest.mark.parametrize("name,tool_name,raw,status", ENV_PAYLOADS, ids=[p[0] for p in ENV_PAYLOADS])
 def test_malformed_arguments_in_an_environment(env_session, name, tool_name, raw, status):
     from astra.envs import EnvSession
 

@@ -17,7 +17,16 @@ sandbox, counted, judged) and returns the tool message content; a tool error is 
 :class:`~astra.errors.ToolCallError` (TRL shows ``{"error": ...}`` and counts a failure).
 
 For a dataset mixing environments use :func:`trl_environment_factories` (``{env id:
-class}``) and rows from :func:`trl_dataset_rows` (``{"prompt", "environment", "env_id"}``).
+class}``) and rows from :func:`trl_dataset_rows` (``{"prompt", "environment", "env_id"}``);
+:func:`trl_grpo_trainer` wires all of it into a ``GRPOTrainer``.
+
+**Response parsing.** TRL parses a completion's tool calls with the tokenizer's
+``response_template`` (transformers' response parsing) and only knows the templates of a
+few model families; astra's tool template (``astra/llm/templates/chatml_tools.jinja``,
+Hermes-style ``<tool_call>`` JSON blocks, no reasoning block) is not among them, so
+``GRPOTrainer`` refuses to build ("Unrecognized chat template"). :func:`attach_response_template`
+sets :data:`CHATML_TOOLS_RESPONSE_TEMPLATE` on the tokenizer after checking that its chat
+template renders tool calls that way — any ChatML template with Hermes tool calls passes.
 
 TRL calls ``get_reward()`` without the completion, so a leaf non-tool step (judged on the
 final answer) can only count when the answer was recorded first: put
@@ -151,10 +160,7 @@ class AstraTRLEnv:
     def _call_tool(self, name: str, kwargs: dict[str, Any]) -> str:
         if self._session is None:
             raise ToolCallError("the environment was not reset")
-        before = len(self._session.log)
-        msgs = run_sync(self._session._run_calls([{"id": f"trl_{before}", "name": name, "arguments": kwargs}]))
-        rec = self._session.log[-1]
-        content = msgs[0]["content"]
+        content, rec = run_sync(self._session.acall_tool(name, kwargs, call_id=f"trl_{self._session.calls}"))
         if rec.get("status") != "ok":
             raise ToolCallError(content)
         return content
@@ -200,19 +206,87 @@ def trl_environment_factories(envs: Sequence[Environment], *, sampler: Distracto
                                         pool=pool, seed=seed) for e in envs}
 
 
-def trl_dataset_rows(envs: Sequence[Environment]) -> list[dict[str, Any]]:
-    """One dataset row per environment: ``{"prompt": [user question], "environment": id, "env_id": id}``."""
-    return [{"prompt": [{"role": "user", "content": e.instance.question}], "environment": e.id, "env_id": e.id}
+def trl_dataset_rows(envs: Sequence[Environment], *, system_prompt: bool | str = False) -> list[dict[str, Any]]:
+    """One dataset row per environment: ``{"prompt": [user question], "environment": id, "env_id": id}``;
+    with ``system_prompt`` (True: the runtime's default, or a string) the prompt starts with it."""
+    head: list[dict[str, str]] = []
+    if system_prompt:
+        from astra.envs.runtime import default_system_prompt
+
+        text = default_system_prompt() if system_prompt is True else str(system_prompt)
+        head = [{"role": "system", "content": text}]
+    return [{"prompt": [*head, {"role": "user", "content": e.instance.question}], "environment": e.id, "env_id": e.id}
             for e in envs]
 
 
+#: transformers' response template (``tokenizer.response_template``, transformers >= 5.13) for
+#: ChatML with Hermes-style tool calls: optional text, then ``<tool_call>\n{"name": ...,
+#: "arguments": {...}}\n</tool_call>`` blocks, then ``<|im_end|>``.
+CHATML_TOOLS_RESPONSE_TEMPLATE: dict[str, Any] = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|im_start|>assistant\n",
+    "fields": {
+        "tool_calls": {"open": "<tool_call>", "close_pattern": r"</tool_call>\s*", "repeats": True, "content": "json",
+                       "transform": {"type": "function", "function": "{content}"}},
+        "content": {"close_pattern": r"<\|im_end\|>\s*", "content": "text"},
+    },
+}
+_PROBE_CALL = {"type": "function", "function": {"name": "probe_tool", "arguments": {"a": 1}}}
+_PROBE_TEXT = '<tool_call>\n{"name": "probe_tool", "arguments": {"a": 1}}\n</tool_call><|im_end|>'
+
+
+def attach_response_template(tokenizer: Any) -> Any:
+    """Set :data:`CHATML_TOOLS_RESPONSE_TEMPLATE` on ``tokenizer`` (returned) so that TRL's
+    ``GRPOTrainer`` can parse its tool calls. ConfigError when the tokenizer's chat template
+    does not render tool calls as ChatML + Hermes ``<tool_call>`` blocks, or when the parse
+    of a probe call does not give the call back."""
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]}]
+    try:
+        rendered = tokenizer.apply_chat_template(msgs, tokenize=False)
+    except Exception as e:  # noqa: BLE001 - any template failure means: not this format
+        raise ConfigError(f"the tokenizer's chat template cannot render a tool call ({type(e).__name__}: {e})") from None
+    if "<|im_start|>assistant\n" + _PROBE_TEXT not in rendered:
+        raise ConfigError("the tokenizer's chat template is not ChatML with Hermes <tool_call> blocks (astra's "
+                          "llm/templates/chatml_tools.jinja); set tokenizer.response_template for it yourself")
+    tokenizer.response_template = CHATML_TOOLS_RESPONSE_TEMPLATE
+    try:
+        prefix = tokenizer.apply_chat_template(msgs[:1], tokenize=False, add_generation_prompt=True)
+        parsed = tokenizer.parse_response(_PROBE_TEXT, prefix=prefix)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"transformers cannot parse with the response template ({type(e).__name__}: {e})") from None
+    calls = parsed.get("tool_calls") if isinstance(parsed, dict) else None
+    if not calls or calls[0].get("function") != _PROBE_CALL["function"]:
+        raise ConfigError(f"the response template does not give the probe call back (got {parsed!r})")
+    return tokenizer
+
+
+def trl_grpo_trainer(envs: Sequence[Environment], *, model: Any, tokenizer: Any, args: Any,
+                     sampler: DistractorSampler | None = None, reward: str = "f1", pool: SandboxPool | None = None,
+                     seed: int = 0, system_prompt: bool = True, **kw: Any) -> Any:
+    """A TRL ``GRPOTrainer`` over ``envs``: one environment class per environment, one dataset
+    row each (with the runtime's system prompt unless ``system_prompt=False``), the response
+    template attached, :func:`final_answer_hook` first in ``reward_funcs`` so each
+    environment's ``get_reward`` sees the final answer. ``args``: a ``trl.GRPOConfig``."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    attach_response_template(tokenizer)
+    rows = trl_dataset_rows(envs, system_prompt=system_prompt)
+    factories = trl_environment_factories(envs, sampler=sampler, reward=reward, pool=pool, seed=seed)
+    return GRPOTrainer(model=model, processing_class=tokenizer, args=args, train_dataset=Dataset.from_list(rows),
+                       environment_factory=factories, reward_funcs=[final_answer_hook, *kw.pop("reward_funcs", [])],
+                       **kw)
+
+
 def _final_text(completion: Any) -> str | None:
+    """The final answer of a completion: the content of its last message when that is an
+    assistant message without tool calls (a rollout cut while calling tools has none)."""
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, list):
-        for m in reversed(completion):
-            if isinstance(m, dict) and m.get("role") == "assistant" and m.get("content"):
-                return str(m["content"])
+    if isinstance(completion, list) and completion:
+        m = completion[-1]
+        if isinstance(m, dict) and m.get("role") == "assistant" and not m.get("tool_calls") and m.get("content"):
+            return str(m["content"])
     return None
 
 
@@ -226,6 +300,6 @@ def final_answer_hook(completions: list[Any], environments: list[Any] | None = N
 
 
 __all__ = [
-    "AstraTRLEnv", "annotation_of", "final_answer_hook", "tool_docstring", "tool_method", "trl_dataset_rows",
-    "trl_environment_class", "trl_environment_factories",
+    "CHATML_TOOLS_RESPONSE_TEMPLATE", "AstraTRLEnv", "annotation_of", "attach_response_template", "final_answer_hook", "tool_docstring", "tool_method", "trl_dataset_rows",
+    "trl_environment_class", "trl_environment_factories", "trl_grpo_trainer",
 ]

@@ -1,7 +1,7 @@
-"""The trajectory reward of the ASTRA method §3.2 (pure).
+"""The trajectory reward of the ASTRA method §3.2, with the final answer as its gate (pure).
 
 For an instance with ``n`` sub-tasks, an agent that makes ``c`` tool calls and solves
-``n̂`` sub-tasks gets
+``n̂`` sub-tasks:
 
 - recall ``r = n̂ / n``
 - precision ``p = min(1, n̂ / (c + ε))``
@@ -11,9 +11,15 @@ For an instance with ``n`` sub-tasks, an agent that makes ``c`` tool calls and s
 ``precision`` (the ablations; recall-only makes turn counts explode, precision-only makes
 the agent stop calling tools). All three are always reported by the runtime.
 
-**(ours)** precision is capped at 1: a leaf non-tool step is solved by the final answer,
-not by a call, so ``n̂`` can exceed ``c`` (e.g. the final answer alone, with no call:
-``n̂ = 1, c = 0`` would give ``p = 10⁶``); uncapped, the reward would leave [0, 1].
+**(ours)** The episode's reward is that value times the **answer gate** ``G`` ∈ {0, 1}
+(:func:`episode_reward`): ``G = 1`` iff the final answer states the instance's answer and
+nothing competing with it (:func:`astra.envsynth.match.check_final_answer`) *and* the
+sub-tasks that answer rests on were solved by the agent's own calls (see
+:mod:`astra.envs.runtime`). Without the gate, calls alone would be paid whatever the agent
+answers, and an answer listing every candidate would be paid in full.
+
+**(ours)** precision is capped at 1: a non-tool step is credited through the final answer,
+not by a call, so ``n̂`` can exceed ``c``; uncapped, the reward would leave [0, 1].
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ REWARD_KINDS = ("f1", "recall", "precision")
 
 
 def reward_parts(n_solved: int, n_subtasks: int, calls: int, eps: float = 1e-6) -> tuple[float, float, float]:
-    """``(recall, precision, f1)``."""
+    """``(recall, precision, f1)`` of the method's formula (no gate)."""
     if n_subtasks <= 0:
         raise ValueError(f"an instance has at least one sub-task, got n_subtasks={n_subtasks}")
     if not 0 <= n_solved <= n_subtasks:
@@ -40,11 +46,18 @@ def reward_parts(n_solved: int, n_subtasks: int, calls: int, eps: float = 1e-6) 
 
 
 def trajectory_reward(n_solved: int, n_subtasks: int, calls: int, kind: str = "f1", eps: float = 1e-6) -> float:
-    """The reward of the ASTRA method §3.2: ``f1`` (default), ``recall`` or ``precision``."""
+    """The method's formula: ``f1`` (default), ``recall`` or ``precision`` (no gate)."""
     if kind not in REWARD_KINDS:
         raise ValueError(f"unknown reward kind {kind!r} (use {', '.join(REWARD_KINDS)})")
     r, p, f1 = reward_parts(n_solved, n_subtasks, calls, eps)
     return {"f1": f1, "recall": r, "precision": p}[kind]
 
 
-__all__ = ["REWARD_KINDS", "reward_parts", "trajectory_reward"]
+def episode_reward(n_solved: int, n_subtasks: int, calls: int, answer_gate: bool, kind: str = "f1",
+                   eps: float = 1e-6) -> float:
+    """The reward of an episode: ``G · kind(r, p)`` with ``G = answer_gate`` (see the module docstring)."""
+    value = trajectory_reward(n_solved, n_subtasks, calls, kind, eps)
+    return value if answer_gate else 0.0
+
+
+__all__ = ["REWARD_KINDS", "episode_reward", "reward_parts", "trajectory_reward"]

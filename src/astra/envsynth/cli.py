@@ -277,6 +277,9 @@ def synthesize_cmd(
         "--scale", help="Complexity scaling: optional parameters added (0-2; LLM path: 0 = off).")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Recorded in provenance.")] = 0,
     pool_size: Annotated[int | None, typer.Option("--pool-size", help="Warm sandbox workers (default 2).")] = None,
+    skip_exploit_check: Annotated[bool, typer.Option(
+        "--skip-exploit-check", help="Keep environments without running the exploit suite on them (by default an "
+                                     "environment is rejected when an exploit earns > 0.05 or the gold plan < 1).")] = False,
     llm: LLMOpt = None,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
@@ -305,7 +308,7 @@ def synthesize_cmd(
     settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
     stage = SynthesizeStage(output, synthesizer=synthesizer, llm=settings, max_attempts=max_attempts,  # type: ignore[arg-type]
                             on_merge_fail=on_merge_fail, scale=scale, seed=seed,  # type: ignore[arg-type]
-                            pool_size=pool_size)
+                            pool_size=pool_size, exploit_check=not skip_exploit_check)
     console.print(f"synthesizer: {synthesizer or 'auto'} (LLM {settings.spec}); max attempts {max_attempts}; "
                   f"on merge failure: {on_merge_fail}")
     t0 = time.perf_counter()
@@ -315,6 +318,28 @@ def synthesize_cmd(
     _env_summary(output)
 
 
+def _exploit_report_table(table: dict) -> Table:
+    """Probe × scenario: environments where the probe earned more than the threshold."""
+    from astra.envs.exploits import DIAGNOSTICS
+
+    scen = [s for s in _SCEN if s in table["by_scenario"]] + [s for s in table["by_scenario"] if s not in _SCEN]
+    short = {"single_hop": "sh", "parallel_single_hop": "psh", "multi_hop": "mh", "parallel_multi_hop": "pmh"}
+    t = Table(title=f"environments a probe earns > {table['threshold']} on (* = diagnostic, never rejects)",
+              title_justify="left")
+    t.add_column("probe", no_wrap=True)
+    for s in scen:
+        t.add_column(f"{short.get(s, s)} ({table['by_scenario'][s]})", justify="right")
+    t.add_column("all", justify="right")
+    t.add_column("max", justify="right")
+    for name, row in table["probes"].items():
+        if name == "gold":
+            continue
+        label = f"{name} *" if name in DIAGNOSTICS else name
+        t.add_row(label, *[str(row["over_threshold_by_scenario"].get(s, 0)) for s in scen], str(row["over_threshold"]),
+                  f"{row['max']:.3f}" + (f", {row['crashed']} crashed" if row["crashed"] else ""))
+    return t
+
+
 @app.command("verify")
 @cli_errors
 def verify_cmd(
@@ -322,37 +347,75 @@ def verify_cmd(
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per environment.")] = False,
+    exploits: Annotated[bool, typer.Option(
+        "--exploits/--no-exploits", help="Run the exploit suite on every environment (default on).")] = True,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="Where to write the counts (default: ENVS/verify.manifest.json, or next to the file).")] = None,
 ) -> None:
-    """Re-run every gold call of every environment in the sandbox (typed answer matching);
-    exit code 1 if any environment fails."""
+    """Re-run every gold call of every environment in the sandbox (typed answer matching),
+    then the exploit suite: the gold plan must earn 1 and no exploit (do nothing, echo the
+    question, dump the tool outputs, spray numbers, list every candidate, repeat calls, a huge
+    answer, junk calls, wrong types, the answer without the calls) more than 0.05. Writes the
+    counts per exploit to a manifest; exit code 1 if any environment fails."""
     import asyncio
     import json
     import time
 
     from astra.envs.bundle import load_environments, verify_environments
+    from astra.envs.exploits import EXPLOIT_MAX, exploit_table, probe_environments
+    from astra.io import write_json
 
     items = load_environments(envs, limit=limit)
     if not items:
         raise InputError("no environments found", path=str(envs))
     t0 = time.perf_counter()
     results = asyncio.run(verify_environments(items, concurrency=concurrency))
+    reports = asyncio.run(probe_environments(items, concurrency=concurrency)) if exploits else []
     wall = time.perf_counter() - t0
     by_id = {e.id: e for e in items}
+    probe_of = {r.id: r for r in reports}
+    failed_ids: list[str] = []
     for r in results:
+        p = probe_of.get(r.id)
+        ok = r.ok and (p is None or p.ok)
+        if not ok:
+            failed_ids.append(r.id)
         if as_json:
-            typer.echo(json.dumps(r.model_dump(), ensure_ascii=False))
+            row = r.model_dump()
+            if p is not None:
+                row["exploits"] = p.summary()
+            row["ok"] = ok
+            typer.echo(json.dumps(row, ensure_ascii=False))
             continue
         e = by_id[r.id]
-        typer.echo(f"{'PASS' if r.ok else 'FAIL'} {r.id} [{e.instance.scenario}] {len(e.tools)} tools, "
-                   f"{r.calls} calls, {r.seconds:.2f}s")
+        extra = ""
+        if p is not None:
+            worst = max(p.exploits.values(), default=0.0)
+            extra = f", gold plan {p.gold:.3f}, best exploit {worst:.3f}"
+        typer.echo(f"{'PASS' if ok else 'FAIL'} {r.id} [{e.instance.scenario}] {len(e.tools)} tools, "
+                   f"{r.calls} calls{extra}, {r.seconds + (p.seconds if p else 0):.2f}s")
         for f in r.failures:
             typer.echo(f"    {f.get('sub_id')} {f.get('tool')}: {f.get('error') or f.get('output_excerpt')}")
-    failed = [r for r in results if not r.ok]
+        if p is not None and not p.ok:
+            typer.echo(f"    exploit suite: {p.describe()}")
     calls = sum(r.calls for r in results)
-    per = Counter(by_id[r.id].instance.scenario for r in results if r.ok)
-    console.print(f"verified {len(results) - len(failed)}/{len(results)} environments, {calls} gold calls in "
-                  f"{wall:.1f} s; passed per scenario: " + ", ".join(f"{s} {per.get(s, 0)}" for s in _SCEN))
-    if failed:
+    per = Counter(by_id[r.id].instance.scenario for r in results if r.id not in failed_ids)
+    summary = {"environments": len(results), "passed": len(results) - len(failed_ids), "failed": failed_ids,
+               "gold_calls": {"calls": calls, "failed_environments": [r.id for r in results if not r.ok]},
+               "passed_by_scenario": {s: per.get(s, 0) for s in _SCEN}, "seconds": round(wall, 2)}
+    if exploits:
+        table = exploit_table(reports, threshold=EXPLOIT_MAX)
+        summary["exploits"] = table
+        summary["exploit_failures"] = {p.id: p.describe() for p in reports if not p.ok}
+        if not as_json:
+            console.print(_exploit_report_table(table))
+    target = manifest or (envs / "verify.manifest.json" if envs.is_dir() else
+                          envs.with_name(envs.stem + ".verify.manifest.json"))
+    write_json(target, summary)
+    console.print(f"verified {len(results) - len(failed_ids)}/{len(results)} environments, {calls} gold calls"
+                  + (f", {len(reports)} exploit suites" if exploits else "") + f" in {wall:.1f} s; passed per "
+                  "scenario: " + ", ".join(f"{s} {per.get(s, 0)}" for s in _SCEN) + f"; counts in {target}")
+    if failed_ids:
         raise typer.Exit(1)
 
 
@@ -487,15 +550,20 @@ def serve_cmd(
     env_path: Annotated[Path, typer.Argument(help="envs/ENV_ID (or envs/ENV_ID.json).")],
     http: Annotated[int | None, typer.Option("--http", help="Serve streamable HTTP on this port (default: stdio).")] = None,
     host: Annotated[str, typer.Option("--host", help="HTTP host.")] = "127.0.0.1",
+    reward: Annotated[str, typer.Option("--reward", help="f1 | recall | precision")] = "f1",
 ) -> None:
-    """Serve an environment's tools as an MCP server (stdio, or --http PORT); every call runs
-    the tool's code in the sandbox."""
+    """Serve an environment as an MCP server (stdio, or --http PORT): the question (prompt
+    'question' and a resource), its tools (arguments checked against their schema, code run in
+    the sandbox), a submit_answer tool, and the reward (a resource; also submit_answer's result).
+    One episode per connection."""
     from astra.envs.bundle import load_environment
     from astra.envs.mcp import serve_env_http, serve_env_stdio
 
+    if reward not in ("f1", "recall", "precision"):
+        raise ConfigError(f"--reward must be f1, recall or precision, got {reward!r}")
     env = load_environment(env_path)
     if http is not None:
-        console.print(f"serving {env.id} ({len(env.tools)} tools) at http://{host}:{http}/mcp")
-        serve_env_http(env, http, host=host)
+        console.print(f"serving {env.id} ({len(env.tools)} tools + submit_answer) at http://{host}:{http}/mcp")
+        serve_env_http(env, http, host=host, reward=reward)
     else:
-        serve_env_stdio(env)
+        serve_env_stdio(env, reward=reward)

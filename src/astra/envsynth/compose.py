@@ -9,7 +9,8 @@ Scenario shapes (a *hop* is one sub-question, see :mod:`astra.envsynth.decompose
 - **parallel_single_hop** (k + 1 hops, k = 2..3): k independent lookups of the same field
   of k named entities of one type, then one non-tool aggregation step (``max``/``min``:
   which entity has the larger/smaller value, ``sum``, ``diff`` = absolute difference,
-  ``same`` = "yes"/"no"; ``k = 3`` only for max/min/sum).
+  ``same`` = "yes"/"no", half of them built to be "yes" where the world allows; ``k = 3``
+  only for max/min/sum).
 - **multi_hop** (L hops, L = 2..5): a chain; step i+1 takes step i's answer (an entity
   name) as its argument. Steps are relation lookups or inverse-relation searches ("the
   club coached by X"), the last one any lookup or search; a chain may start at a named
@@ -422,6 +423,25 @@ def _aggregate(world: World, etype: str, field: str, op: str, names: list[str], 
     return None
 
 
+def _balance_same(world: World, etype: str, field: str, names: list[str], vals: list[Any],
+                  seed: int) -> tuple[list[str], list[Any]]:
+    """Two random entities rarely share a value, so "Do A and B have the same …?" would be
+    "no" almost always and a constant "no" would be paid. Half of these questions (decided
+    by a hash-seeded coin, so no draw of the main generator changes) take instead a pair of
+    entities that share the value, when the world has one."""
+    coin = random.Random(f"astra.compose.same/{seed}/{world.domain}/{etype}/{field}/{'/'.join(names)}")
+    if vals[0] == vals[1] or coin.random() >= 0.5:
+        return names, vals
+    every = world.names(etype)
+    pairs = [(a, b) for i, a in enumerate(every) for b in every[i + 1:]
+             if world.get(etype, a, field) is not None and world.get(etype, a, field) == world.get(etype, b, field)]
+    if not pairs:
+        return names, vals
+    pair = list(coin.choice(pairs))
+    coin.shuffle(pair)
+    return pair, [world.get(etype, n, field) for n in pair]
+
+
 def _round_trip(world: World, etype: str, field: str, vals: list[Any], seen: set[str]) -> bool:
     """Whether a final relation lookup lands on an entity the question already names or
     passes through (e.g. "the club that plays at X" -> its stadium is X)."""
@@ -490,6 +510,8 @@ def _parallel_single_hop(world: World, rng: random.Random, hops: int, seed: int,
     vals = _agg_values(world, etype, field, names)
     if vals is None or _round_trip(world, etype, field, vals, set(names)):
         return None
+    if op == "same":
+        names, vals = _balance_same(world, etype, field, names, vals, seed)
     items = [world.ref(etype, n) for n in names]
     agg = _aggregate(world, etype, field, op, names, vals, items)
     if agg is None:
@@ -543,6 +565,18 @@ def _parallel_multi_hop(world: World, rng: random.Random, hops: int, seed: int,
     vals = _agg_values(world, etype, field, names)
     if vals is None or _round_trip(world, etype, field, vals, seen):
         return None
+    if op == "same" and vals[0] != vals[1]:  # as _balance_same, with B's whole chain re-picked
+        coin = random.Random(f"astra.compose.same/{seed}/{world.domain}/{etype}/{field}/{'/'.join(names)}")
+        if coin.random() < 0.5:
+            twins = [p for p in prods.get((etype, lens[1]), []) if not (p.visited() & chosen[0].visited())
+                     and world.get(etype, p.end, field) == vals[0]]
+            if twins:
+                twin = coin.choice(twins)
+                alt_seen = chosen[0].visited() | twin.visited()
+                alt_vals = [vals[0], world.get(etype, twin.end, field)]
+                if not _round_trip(world, etype, field, alt_vals, alt_seen):
+                    chosen, seen, vals = [chosen[0], twin], alt_seen, alt_vals
+                    names = [p.end for p in chosen]
     items = [_producer_noun(world, p) for p in chosen]
     agg = _aggregate(world, etype, field, op, names, vals, items)
     if agg is None:

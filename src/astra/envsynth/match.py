@@ -25,7 +25,14 @@ answers ("3" is inside "13", "2023", "3.5" and most JSON), so matching here is t
   from the arguments does not count: the tokens of each argument value are cut out of a
   text leaf before matching, and numbers/dates equal to an argument are skipped.
 
-Pure functions, no I/O: :func:`answer_in_output`, :func:`answer_equals`, :func:`leaves`.
+**The final answer** (:func:`check_final_answer`) is held to more: it must state the gold
+and nothing that competes with it — no other number (numeric gold), no other date (date
+gold), none of the environment's other known values, and not much more text than the gold
+needs (:data:`MAX_EXTRA_TOKENS`). "It is 15." passes for 15; "3 + 12 = 15" and "Ilse Marrow
+or Odalys Fenn" do not.
+
+Pure functions, no I/O: :func:`answer_in_output`, :func:`answer_equals`, :func:`check_final_answer`,
+:func:`value_runs`, :func:`leaves`.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 REL_TOL = 1e-6
@@ -210,7 +218,7 @@ def _maybe_json(s: str) -> Any:
     if len(t) >= 2 and t[0] in "[{" and t[-1] in "]}":
         try:
             return json.loads(t)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser allows
             return None
     return None
 
@@ -392,7 +400,157 @@ def answer_equals(gold: Any, value: Any, answer_type: str | None = None) -> bool
     return bool(g) and tokens(value) == g
 
 
+# ---------------------------------------------------------------------------------
+# The final answer: one value, the gold
+# ---------------------------------------------------------------------------------
+
+#: Longest final answer that is read at all (characters); a longer one is ``too_long``.
+MAX_ANSWER_CHARS = 2000
+#: Tokens a final answer may have beyond the gold answer's own ("The answer is …").
+MAX_EXTRA_TOKENS = 12
+#: Words that never count as "another value" when they appear in an answer.
+FILLER = frozenset({"a", "an", "the", "of", "and", "or", "in", "on", "at", "to", "by", "for", "is", "are", "was",
+                    "it", "its", "yes", "no", "true", "false", "none", "null", "answer", "object", "sentence"})
+
+ANSWER_REASONS = ("ok", "empty", "too_long", "missing", "several_values")
+
+
+@dataclass(frozen=True)
+class AnswerVerdict:
+    """The judgement of :func:`check_final_answer`: ``reason`` is one of :data:`ANSWER_REASONS`."""
+
+    ok: bool
+    reason: str
+    detail: str = ""
+
+
+def _is_number_token(tok: str) -> bool:
+    return tok[:1].isdigit()
+
+
+def value_runs(values: Any, *, keys: bool = False) -> frozenset[tuple[str, ...]]:
+    """The token runs of ``values`` (strings, numbers, nested dicts/lists; dict keys too
+    with ``keys=True`` — the entity names of a mock-data table, not the field names of a
+    tool's output), as :func:`check_final_answer` compares them; runs made only of
+    :data:`FILLER` words are left out."""
+    runs: set[tuple[str, ...]] = set()
+    stack: list[tuple[Any, int]] = [(values, 0)]
+    seen = 0
+    while stack and seen < MAX_LEAVES:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            continue
+        if isinstance(v, dict):
+            if keys:
+                stack.extend((k, depth + 1) for k in v.keys())
+            stack.extend((x, depth + 1) for x in v.values())
+            continue
+        if isinstance(v, list | tuple | set | frozenset):
+            stack.extend((x, depth + 1) for x in v)
+            continue
+        if isinstance(v, str):
+            parsed = _maybe_json(v)
+            if isinstance(parsed, dict | list):
+                stack.append((parsed, depth + 1))
+                continue
+        seen += 1
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, int | float):
+            if not math.isfinite(float(v)):
+                continue
+            v = _plain_number(v)
+        t = tuple(tokens(v))
+        if t and not all(x in FILLER for x in t):
+            runs.add(t)
+    return frozenset(runs)
+
+
+def _gold_spans(kind: str, gold: Any, gtok: list[str], atok: list[str]) -> list[tuple[int, int]]:
+    """Where the gold itself stands in the answer's tokens (``[start, end)`` spans)."""
+    if kind == "text":
+        n = len(gtok)
+        return [(i, i + n) for i in range(len(atok) - n + 1) if atok[i:i + n] == gtok]
+    if kind == "bool":
+        want = YES if normalize_text(gold) in YES else NO
+        return [(i, i + 1) for i, t in enumerate(atok) if t in want]
+    if kind == "number":
+        g = parse_number(gold)
+        out = []
+        for i, t in enumerate(atok):
+            v = parse_number(t) if _is_number_token(t) else None
+            if v is not None and g is not None and numbers_close(v, g):
+                out.append((i, i + 1))
+        return out
+    return []
+
+
+def check_final_answer(gold: Any, answer: Any, answer_type: str | None = None, *,
+                       values: Any = ()) -> AnswerVerdict:
+    """Whether a final answer states the gold answer — and only it.
+
+    In order (the first that fails gives the reason):
+
+    1. ``empty``: no answer, or only whitespace.
+    2. ``too_long``: more than :data:`MAX_ANSWER_CHARS` characters, or more tokens than
+       the gold's own plus :data:`MAX_EXTRA_TOKENS`.
+    3. ``missing``: the gold is not in the answer (typed, as :func:`answer_in_output`:
+       "3" is not in "13"; a yes/no answer that says both is missing its answer).
+    4. ``several_values``: the answer names another value besides the gold — for a number,
+       any other number; for a date, any other date; for every type, any of ``values``
+       (the environment's known values: its mock data, sub-answers, what the tools returned;
+       see :func:`value_runs`) written outside the gold's own span. Numeric values are
+       judged by the number rule when the gold is a number or a date.
+
+    ``values`` may be raw values or the frozenset :func:`value_runs` returns."""
+    if answer is None:
+        return AnswerVerdict(False, "empty")
+    text = answer if isinstance(answer, str) else str(answer)
+    if not text.strip():
+        return AnswerVerdict(False, "empty")
+    if len(text) > MAX_ANSWER_CHARS:
+        return AnswerVerdict(False, "too_long", f"{len(text)} characters (at most {MAX_ANSWER_CHARS})")
+    kind = gold_kind(gold, answer_type)
+    gtok = tokens(gold)
+    atok = tokens(text)
+    limit = len(gtok) + MAX_EXTRA_TOKENS
+    if len(atok) > limit:
+        return AnswerVerdict(False, "too_long", f"{len(atok)} tokens (at most {limit} for this answer)")
+    if not answer_in_output(gold, text, answer_type):
+        if kind == "bool" and any(t in YES for t in atok) and any(t in NO for t in atok):
+            return AnswerVerdict(False, "several_values", "says both yes and no")
+        return AnswerVerdict(False, "missing", f"the answer {gold!r} is not in it")
+    if kind == "number":
+        g = parse_number(gold)
+        other = [v for v in numbers_in(text) if g is None or not numbers_close(v, g)]
+        if other:
+            return AnswerVerdict(False, "several_values", f"also names the number {_plain_number(other[0])}")
+    if kind == "date":
+        gd = parse_date(gold)
+        for i, pat in enumerate(_DATE_PATTERNS):
+            for m in pat.finditer(text):
+                readings = _dates_of_match(i, m)
+                if readings and gd not in readings:
+                    return AnswerVerdict(False, "several_values", f"also names the date {m.group(0)!r}")
+    runs = values if isinstance(values, frozenset) else value_runs(values)
+    if runs:
+        spans = _gold_spans(kind, gold, gtok, atok)
+        present = set(atok)
+        g = tuple(gtok)
+        for run in runs:
+            if run == g or run[0] not in present or len(run) > len(atok):
+                continue
+            if kind in ("number", "date") and all(_is_number_token(t) for t in run):
+                continue
+            n = len(run)
+            for i in range(len(atok) - n + 1):
+                if tuple(atok[i:i + n]) == run and not any(a <= i and i + n <= b for a, b in spans):
+                    return AnswerVerdict(False, "several_values", f"also names {' '.join(run)!r}")
+    return AnswerVerdict(True, "ok")
+
+
 __all__ = [
-    "ABS_TOL", "REL_TOL", "answer_equals", "answer_in_output", "dates_in", "gold_kind", "leaves",
-    "normalize_text", "numbers_in", "parse_date", "parse_number", "tokens",
+    "ABS_TOL", "ANSWER_REASONS", "FILLER", "MAX_ANSWER_CHARS", "MAX_EXTRA_TOKENS", "REL_TOL", "AnswerVerdict",
+    "answer_equals", "answer_in_output", "check_final_answer", "dates_in", "gold_kind", "leaves", "normalize_text",
+    "numbers_in", "parse_date", "parse_number", "tokens", "value_runs",
 ]

@@ -7,7 +7,13 @@ per validated instance, writes ``<out>/<id>.json`` (atomically) and returns an
 missing from the ledger are synthesized; an environment file written just before a kill is
 rewritten identically) and the manifest counts rejections by reason (``spec_leak``,
 ``code_error``, ``wrong_answer``, ``forbidden_import``, ``llm_failed``, ``no_plan``,
-``merge_failed``, ``no_tool_step``).
+``merge_failed``, ``no_tool_step``, and from the exploit suite ``exploitable`` /
+``gold_below_one``).
+
+Every environment that passes synthesis then runs the exploit suite
+(:func:`astra.envs.exploits.probe_environment`): it is kept only when its gold plan earns 1
+and no exploit earns more than 0.05; the suite's rewards are stored in the environment's
+``verification["exploits"]``. ``exploit_check=False`` skips it (``--skip-exploit-check``).
 
 Synthesizer per instance (``synthesizer=None``, the default): ``offline`` (templates) when
 the instance has a plan and the LLM is the tiny embedded default (``embedded`` without a
@@ -56,7 +62,8 @@ class SynthesizeStage(Stage):
     def __init__(self, out_dir: str | os.PathLike[str], *, synthesizer: Literal["offline", "llm"] | None = None,
                  llm: LLMSettings | None = None, max_attempts: int = 3,
                  on_merge_fail: Literal["drop", "keep"] = "drop", scale: int = 2, seed: int = 0,
-                 pool_size: int | None = None, client: LLMClient | None = None, pool: Any = None) -> None:
+                 pool_size: int | None = None, client: LLMClient | None = None, pool: Any = None,
+                 exploit_check: bool = True) -> None:
         if synthesizer not in (None, "offline", "llm"):
             raise ConfigError(f"unknown synthesizer {synthesizer!r} (use 'offline' or 'llm')")
         if max_attempts < 1:
@@ -73,6 +80,7 @@ class SynthesizeStage(Stage):
         self.scale = scale
         self.seed = seed
         self.pool_size = pool_size
+        self.exploit_check = exploit_check
         self._injected_client = client
         self._injected_pool = pool
         self._client: LLMClient | None = None
@@ -103,7 +111,7 @@ class SynthesizeStage(Stage):
         return {"out_dir": self.out_dir, "synthesizer": self.synthesizer,
                 "llm": None if self.llm is None else {"spec": self.llm.spec, "base_url": self.llm.base_url},
                 "max_attempts": self.max_attempts, "on_merge_fail": self.on_merge_fail, "scale": self.scale,
-                "seed": self.seed}
+                "seed": self.seed, "exploit_check": self.exploit_check}
 
     def _client_for_llm(self) -> LLMClient:
         if self._client is None:
@@ -122,6 +130,13 @@ class SynthesizeStage(Stage):
                 model=client.provider_id if client is not None else None)
         except Rejected as r:
             return StageResult.reject(record.id, r.reason, r.detail)
+        if self.exploit_check:
+            from astra.envs.exploits import probe_environment
+
+            report = await probe_environment(env, pool=self._pool)
+            env.verification["exploits"] = report.summary()
+            if not report.ok:
+                return StageResult.reject(record.id, report.reason or "exploitable", report.describe())
         write_environment(env, self.out_dir)
         return StageResult.accept(EnvIndexEntry.of(env, env_filename(env.id)))
 

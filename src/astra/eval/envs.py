@@ -10,7 +10,7 @@ Each model plays the agent against every environment through the RL runtime
 with deterministic decoding (temperature 0) by default. Environments run concurrently
 (``asyncio.gather`` behind a semaphore, so the embedded provider batches requests).
 
-Metrics per model: success rate (every sub-task solved), mean F1 / recall / precision,
+Metrics per model: success rate (the answer right and every sub-task solved), mean F1 / recall / precision,
 mean turns and tool calls, overall and per scenario type (``env.instance.scenario``).
 Several ``--model`` values give a comparison on the same set (base vs SFT vs RL).
 
@@ -154,7 +154,7 @@ async def run_episode(env: Environment, client: Any, *, max_turns: int = 8, dist
     info = session.reward()
     inst = env.instance
     return EpisodeResult(env_id=env.id, scenario=str(inst.scenario), domain=inst.domain,
-                         success=info.n_subtasks > 0 and len(info.solved) == info.n_subtasks,
+                         success=bool(info.success),
                          reward=info.reward, f1=info.f1, recall=info.recall, precision=info.precision,
                          turns=int(getattr(session, "turns", 0)), calls=info.calls, solved=list(info.solved),
                          n_subtasks=info.n_subtasks, final_answer=getattr(session, "final_answer", None),
