@@ -210,9 +210,8 @@ def test_overlong_conversations_are_dropped_or_truncated_and_counted(exports, to
 
 
 def test_default_max_length_is_the_model_context(tokenizer, tiny_model):
-    from astra.train.sft import context_length
-
     from astra.llm.embedded import ensure_default_model
+    from astra.train.sft import context_length
 
     assert context_length(str(tiny_model), tokenizer) == 4096  # the model's config, not the tokenizer's
     assert context_length(ensure_default_model(), tokenizer) == 8192
