@@ -65,9 +65,14 @@ def test_demo_results_keep_intervals_and_comparisons(tmp_path):
 
 
 def test_demo_knows_which_commands_exist_and_reports_usage_errors():
+    import typer
+
+    from astra.cli import app
     from astra.demo import DemoStepFailed, _invoke, _registered
 
-    assert _registered(["train", "sft"]) and _registered(["tools", "ingest", "x"])
-    assert not _registered(["no-such-command"]) and not _registered(["envs", "no-such-subcommand"])
+    cli = typer.main.get_command(app)
+    assert _registered(["train", "sft"], cli) and _registered(["tools", "ingest", "x"], cli)
+    assert _registered(["envs", "split"], cli) and _registered(["envs", "synthesize"], cli)
+    assert not _registered(["no-such-command"], cli) and not _registered(["envs", "no-such-subcommand"], cli)
     with pytest.raises(DemoStepFailed, match="No such option"):
-        _invoke(["tools", "ingest", "--no-such-option"])
+        _invoke(["tools", "ingest", "--no-such-option"], cli)

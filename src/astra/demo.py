@@ -117,11 +117,8 @@ def plan(out: Path, profile: str) -> list[Step]:
     ]
 
 
-def _registered(args: list[str]) -> bool:
-    """Whether the command path exists in this build of the CLI."""
-    from astra.cli import app
-
-    group = typer.main.get_command(app)
+def _registered(args: list[str], group: Any) -> bool:
+    """Whether the command path exists in ``group`` (the root ``astra`` command)."""
     ctx = typer.Context(group)
     cmd: Any = group
     for word in args[:2]:
@@ -133,10 +130,7 @@ def _registered(args: list[str]) -> bool:
     return True
 
 
-def _invoke(args: list[str]) -> None:
-    from astra.cli import app
-
-    command = typer.main.get_command(app)
+def _invoke(args: list[str], command: Any) -> None:
     console.print(f"\n$ astra {' '.join(args)}", style="bold cyan")
     try:
         code = command.main(args=args, prog_name="astra", standalone_mode=False)
@@ -166,7 +160,7 @@ def _summary(output: str) -> str:
     return ", ".join(parts)
 
 
-def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str | None = None,
+def run_demo(cli: Any, *, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str | None = None,
              base_url: str | None = None, training: bool = True) -> list[StepResult]:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -176,7 +170,7 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
     results: list[StepResult] = []
     skipped: list[str] = []
     for step in plan(out, profile):
-        if not _registered(step.args) or (step.training and not training):
+        if not _registered(step.args, cli) or (step.training and not training):
             skipped.append(step.name)
             continue
         args = list(step.args)
@@ -189,7 +183,7 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
         if step.name == "report":  # the report reads the numbers (with their intervals)
             write_model_results(out)
         t0 = time.perf_counter()
-        _invoke(args)
+        _invoke(args, cli)
         results.append(StepResult(step.name, step.output, _summary(step.output), time.perf_counter() - t0,
                                   command="astra " + " ".join(args)))
     _print_summary(results, skipped, out)

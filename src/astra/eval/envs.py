@@ -15,7 +15,7 @@ mean turns and tool calls, overall and per scenario type (``env.instance.scenari
 Several ``--model`` values give a comparison on the same set (base vs SFT vs RL).
 
 The set must be **held out**: environments never used in training.
-:func:`split_environments` splits a bundle directory into ``train/`` and ``heldout/`` by a
+:func:`astra.envs.split.split_environments` (``astra envs split``) splits a bundle directory into ``train/`` and ``heldout/`` by a
 seeded hash of the environment id (stable: an environment never changes side when others
 are added).
 """
@@ -23,7 +23,6 @@ are added).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections import defaultdict
@@ -298,41 +297,6 @@ def write_report(report: EnvEvalReport, path: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------
-# Held-out split
-# ---------------------------------------------------------------------------------
-
-
-def _is_heldout(env_id: str, fraction: float, seed: int) -> bool:
-    h = hashlib.sha256(f"astra.heldout/{seed}/{env_id}".encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2**64 < fraction
-
-
-def split_environments(envs_dir: str | Path, heldout_fraction: float = 0.2, seed: int = 0,
-                       out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """Split a bundle directory into ``OUT/train`` and ``OUT/heldout`` (``OUT`` defaults to
-    ``envs_dir``) by a seeded hash of each environment id: stable across runs and
-    independent of the other environments. Each side gets the environment files and an
-    ``index.jsonl``. Returns ``(train_dir, heldout_dir)``."""
-    from astra.envs.bundle import INDEX_NAME, EnvIndexEntry, load_environments, write_environment
-
-    if not 0.0 <= heldout_fraction <= 1.0:
-        raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
-    src = Path(envs_dir)
-    base = Path(out_dir) if out_dir is not None else src
-    train_dir, heldout_dir = base / "train", base / "heldout"
-    sides: dict[Path, list[str]] = {train_dir: [], heldout_dir: []}
-    for d in sides:
-        d.mkdir(parents=True, exist_ok=True)
-    for env in load_environments(src):
-        d = heldout_dir if _is_heldout(env.id, heldout_fraction, seed) else train_dir
-        p = write_environment(env, d)
-        sides[d].append(EnvIndexEntry.of(env, p.name).model_dump_json())
-    for d, lines in sides.items():
-        (d / INDEX_NAME).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    return train_dir, heldout_dir
-
-
-# ---------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------
 
@@ -397,4 +361,4 @@ def eval_envs_command(
 
 
 __all__ = ["EnvEvalReport", "EpisodeResult", "Metrics", "ModelResult", "aevaluate_model", "eval_envs_command",
-           "evaluate_envs", "run_episode", "split_environments", "summarize", "write_report"]
+           "evaluate_envs", "run_episode", "summarize", "write_report"]
