@@ -18,7 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from astra.envs import write_environment
-from astra.pipeline.runner import Manifest
+from astra.pipeline.manifest import Manifest
 from astra.report import build_context, render_report
 from astra.report.cli import report_command
 from astra.report.html import gather_eval, gather_graphs, gather_headline, pick_diverse, render_context

@@ -16,20 +16,16 @@ from rich.table import Table
 
 from astra import __version__
 from astra.cli_common import (
-    ApiKeyEnvOpt,
-    BaseUrlOpt,
     ConfigOpt,
-    LLMOpt,
-    NoCacheOpt,
-    TimeoutOpt,
     cli_errors,
     console,
-    llm_settings,
     note,
     setup_logging,
 )
 from astra.cli_help import AstraGroup
 from astra.errors import ConfigError, InputError, NothingProduced
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 
 app = typer.Typer(
     name="astra", cls=AstraGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -48,7 +44,6 @@ from astra.eval.envs import eval_envs_command  # noqa: E402
 from astra.export.cli import app as export_app  # noqa: E402
 from astra.graph.cli import app as graph_app  # noqa: E402
 from astra.judge.cli import judge_command  # noqa: E402
-from astra.llm.cli import install_endpoint_options  # noqa: E402
 from astra.llm.cli import serve_command as llm_serve_command  # noqa: E402
 from astra.report.cli import report_command  # noqa: E402
 from astra.rollout.cli import rollout_command  # noqa: E402
@@ -208,13 +203,10 @@ def tools_serve(
 
 @llm_app.command("chat")
 @cli_errors
+@takes_llm_options("spec", "base_url", "api_key_env", "no_cache", "timeout")
 def llm_chat(
     message: Annotated[str, typer.Argument(help="The user message.")],
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    no_cache: NoCacheOpt = False,
-    timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     max_tokens: Annotated[int, typer.Option(help="Maximum tokens to generate.")] = 128,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
@@ -223,8 +215,7 @@ def llm_chat(
     """Send one message to a provider and print the reply (a provider smoke test)."""
     from astra.llm import USAGE, make_client
 
-    settings = llm_settings(llm, base_url, api_key_env, no_cache=no_cache, timeout=timeout)
-    client = make_client(settings)
+    client = make_client(llm_options.settings())
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": message}]
     tool_list = None
@@ -282,11 +273,11 @@ def llm_stats(run_dir: Annotated[Path, typer.Argument(help="A run directory (sea
 
 @app.command()
 @cli_errors
+@takes_llm_options("spec", "base_url")
 def demo(
     profile: Annotated[str, typer.Option(help="'tiny' (minutes, used by the tests) or 'default'.")] = "tiny",
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
+    llm_options: LLMOptions = LLMOptions(),
     training: Annotated[bool, typer.Option("--training/--no-training",
                                            help="Run SFT, RL and the held-out evaluation.")] = True,
     config: ConfigOpt = None,
@@ -294,10 +285,8 @@ def demo(
     """The main job: the whole flow on the bundled sample, offline, on the embedded model."""
     from astra.demo import run_demo
 
-    run_demo(typer.main.get_command(app), profile=profile, out=out, llm=llm, base_url=base_url, training=training)
-
-
-install_endpoint_options(app)  # --response-format, --model-fingerprint wherever --base-url is taken
+    run_demo(typer.main.get_command(app), profile=profile, out=out, llm=llm_options.spec,
+             base_url=llm_options.base_url, training=training)
 
 
 def main() -> None:  # pragma: no cover

@@ -22,7 +22,6 @@ from rich.text import Text
 
 from astra.errors import AstraError, ConfigError, NothingProduced, StageFailed
 from astra.io import os_error_message
-from astra.llm import LLMSettings
 from astra.pipeline import Manifest, Stage, run_stage
 from astra.pipeline.runner import DEFAULT_MAX_ENDPOINT_FAILURES
 
@@ -45,18 +44,7 @@ def print_error(message: str) -> None:
     console.print(Text.assemble(("error:", "bold red"), " " + message), soft_wrap=True, highlight=False)
 
 
-# -- LLM options -----------------------------------------------------------------------
-LLMOpt = Annotated[str | None, typer.Option(
-    "--llm", envvar="ASTRA_LLM", show_envvar=True,
-    help="Provider: 'embedded' (in-process SmolLM2, offline), 'embedded:PATH' or 'openai:MODEL'.")]
-BaseUrlOpt = Annotated[str | None, typer.Option(
-    "--base-url", envvar="ASTRA_BASE_URL", show_envvar=True,
-    help="OpenAI-compatible endpoint URL (vLLM, SGLang, llama.cpp server, hosted API).")]
-ApiKeyEnvOpt = Annotated[str | None, typer.Option(
-    "--api-key-env", help="Environment variable holding the API key (default ASTRA_API_KEY, then OPENAI_API_KEY).")]
-LLMConcurrencyOpt = Annotated[int, typer.Option("--llm-concurrency", help="Concurrent LLM requests.")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the persistent LLM response cache.")]
-TimeoutOpt = Annotated[float, typer.Option("--llm-timeout", help="Seconds per LLM request before a retry.")]
+# LLM options: astra.llm.cli (declared once, taken as one astra.llm.options.LLMOptions).
 
 # -- a run from one file ----------------------------------------------------------------
 
@@ -154,12 +142,6 @@ SkipFailedOpt = Annotated[bool, typer.Option(
     help="Inputs that failed in an earlier run (endpoint down, timeout, error) are processed again by "
          "default (--retry-failed); --skip-failed leaves them failed. Rejections are never redone.")]
 NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")]
-
-
-def llm_settings(llm: str | None = None, base_url: str | None = None, api_key_env: str | None = None,
-                 concurrency: int = 8, no_cache: bool = False, timeout: float = 120.0) -> LLMSettings:
-    return LLMSettings.from_env(spec=llm, base_url=base_url, api_key_env=api_key_env,
-                                concurrency=concurrency, cache=not no_cache, timeout=timeout)
 
 
 #: Exit codes of every ``astra`` command (documented in docs/cli.md).

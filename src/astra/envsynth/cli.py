@@ -27,27 +27,22 @@ import typer
 from rich.table import Table
 
 from astra.cli_common import (
-    ApiKeyEnvOpt,
-    BaseUrlOpt,
     ConcurrencyOpt,
     ExecutorOpt,
     LimitOpt,
-    LLMConcurrencyOpt,
-    LLMOpt,
-    NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
     SkipFailedOpt,
-    TimeoutOpt,
     check_manifest,
     cli_errors,
     console,
-    llm_settings,
     print_manifest,
     run_stage_cli,
 )
 from astra.envs.cli import SCENARIOS, app
 from astra.errors import ConfigError, InputError
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.types import QAInstance
 
@@ -93,6 +88,7 @@ def _summary(output: Path) -> None:
 
 @app.command("decompose", rich_help_panel="Synthesize environments")
 @cli_errors
+@takes_llm_options()
 def decompose_cmd(
     output: OutputOpt,
     domains: DomainsOpt = None,
@@ -110,12 +106,7 @@ def decompose_cmd(
     temperature: Annotated[float, typer.Option("--temperature", help="LLM sampling temperature.")] = 0.7,
     knowledge_chars: Annotated[int, typer.Option(
         "--knowledge-chars", help="Most corpus characters put in one prompt.")] = 4000,
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8,
-    no_cache: NoCacheOpt = False,
-    llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
@@ -167,7 +158,7 @@ def decompose_cmd(
         if not reqs:
             raise InputError("nothing to decompose (no question matches --domains?)",
                              path=str(questions or knowledge))
-        settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+        settings = llm_options.settings()
         console.print(f"LLM ({settings.spec}): {len(reqs)} {reqs[0].mode} requests, hops {budget.spec}")
         stage = DecomposeStage(llm=settings, scenarios=scen, temperature=temperature)
         run_stage_cli(stage, reqs, output, **runner)
@@ -176,6 +167,7 @@ def decompose_cmd(
 
 @app.command("validate", rich_help_panel="Synthesize environments")
 @cli_errors
+@takes_llm_options()
 def validate_cmd(
     qa: Annotated[Path, typer.Argument(help="QA instances JSONL (from `astra envs decompose`).")],
     output: OutputOpt,
@@ -185,12 +177,7 @@ def validate_cmd(
     validator: Annotated[str | None, typer.Option(
         "--validator", help="'offline' (rules from the DAG and the plan) or 'llm' (a judge). Default: offline "
                             "when the LLM is the tiny embedded default, else llm.")] = None,
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8,
-    no_cache: NoCacheOpt = False,
-    llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
@@ -204,7 +191,7 @@ def validate_cmd(
 
     if not qa.exists():
         raise InputError("QA file not found", path=str(qa))
-    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+    settings = llm_options.settings()
     which = validator or default_validator(settings)
     if which not in ("offline", "llm"):
         raise ConfigError(f"unknown --validator {which!r} (use 'offline' or 'llm')")
@@ -255,6 +242,7 @@ def _env_summary(out_dir: Path) -> None:
 
 @app.command("synthesize", rich_help_panel="Synthesize environments")
 @cli_errors
+@takes_llm_options()
 def synthesize_cmd(
     qa: Annotated[Path, typer.Argument(help="Validated QA instances JSONL (from `astra envs validate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
@@ -273,12 +261,7 @@ def synthesize_cmd(
     skip_exploit_check: Annotated[bool, typer.Option(
         "--skip-exploit-check", help="Keep environments without running the exploit suite on them (by default an "
                                      "environment is rejected when an exploit earns > 0.05 or the gold plan < 1).")] = False,
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8,
-    no_cache: NoCacheOpt = False,
-    llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
@@ -298,7 +281,7 @@ def synthesize_cmd(
         raise InputError("QA file not found", path=str(qa))
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output must be a directory, {output} is a file")
-    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+    settings = llm_options.settings()
     stage = SynthesizeStage(output, synthesizer=synthesizer, llm=settings, max_attempts=max_attempts,  # type: ignore[arg-type]
                             on_merge_fail=on_merge_fail, scale=scale, seed=seed,  # type: ignore[arg-type]
                             pool_size=pool_size, exploit_check=not skip_exploit_check)

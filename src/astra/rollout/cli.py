@@ -18,28 +18,25 @@ from typing import Annotated
 import typer
 
 from astra.cli_common import (
-    ApiKeyEnvOpt,
-    BaseUrlOpt,
     ConcurrencyOpt,
     ExecutorOpt,
     LimitOpt,
-    LLMConcurrencyOpt,
-    NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
     SkipFailedOpt,
-    TimeoutOpt,
     cli_errors,
-    llm_settings,
     note,
     run_stage_cli,
 )
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 from astra.rollout.agent import DEFAULT_MAX_TURNS
 from astra.rollout.emulator import DEFAULT_FAILURE_RATE
 from astra.rollout.stages import CHAIN_EXECUTOR, RolloutStage, check_agent, is_llm_agent
 
 
 @cli_errors
+@takes_llm_options("base_url", "api_key_env", "concurrency", "no_cache", "timeout")
 def rollout_command(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (astra tasks …).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output trajectories JSONL.")],
@@ -65,11 +62,7 @@ def rollout_command(
                        ] = 2,
     mcp_timeout: Annotated[float, typer.Option("--mcp-timeout", help="Seconds per MCP tool call.")] = 30.0,
     mcp_concurrency: Annotated[int, typer.Option("--mcp-concurrency", help="MCP calls in flight per server.")] = 4,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8,
-    no_cache: NoCacheOpt = False,
-    llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     executor: ExecutorOpt = "local",
@@ -81,10 +74,10 @@ def rollout_command(
     check_agent(agent)
     agent_settings = None
     if is_llm_agent(agent):
-        agent_settings = llm_settings(agent, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+        agent_settings = llm_options.settings(agent)
     emulator_settings = None
     if emulator_llm is not None or not is_llm_agent(agent):
-        emulator_settings = llm_settings(emulator_llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+        emulator_settings = llm_options.settings(emulator_llm)
     stage = RolloutStage(
         agent=agent, agent_settings=agent_settings, emulator_settings=emulator_settings,
         emulator_explicit=emulator_llm is not None,

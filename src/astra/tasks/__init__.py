@@ -1,7 +1,8 @@
 """User tasks: generation from verified chains and servers (offline or with an
 LLM), augmentation (diversity, complexity, persona) and scoring with near-duplicate removal.
 
-- :mod:`astra.tasks.plan` -- the plan format of ``Task.arguments`` and its execution;
+- :mod:`astra.tasks.plan` -- plans (``Task.arguments``): format, execution, argument resolution,
+  the value pool and plan search, a module each;
 - :mod:`astra.tasks.generate` -- chain-conditioned and server-only generation;
 - :mod:`astra.tasks.render` -- the offline generator's query writer;
 - :mod:`astra.tasks.augment` -- variants and the bundled persona set;

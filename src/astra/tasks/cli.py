@@ -21,27 +21,22 @@ from typing import Annotated
 import typer
 
 from astra.cli_common import (
-    ApiKeyEnvOpt,
-    BaseUrlOpt,
     ConcurrencyOpt,
     ExecutorOpt,
     LimitOpt,
-    LLMConcurrencyOpt,
-    LLMOpt,
-    NoCacheOpt,
     NoProgressOpt,
     RayAddressOpt,
     SkipFailedOpt,
-    TimeoutOpt,
     check_manifest,
     cli_errors,
     console,
-    llm_settings,
     print_manifest,
     run_stage_cli,
 )
 from astra.errors import ConfigError, InputError
 from astra.llm import LLMSettings
+from astra.llm.cli import takes_llm_options
+from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.tasks.dedup import DEFAULT_DEDUP_THRESHOLD
 from astra.tasks.generate import default_backend
@@ -80,13 +75,12 @@ def _resolve_backend(explicit: str | None, llm: str | None, what: str) -> str:
         raise ConfigError(f"--{what}: {e}") from None
 
 
-def _settings(backend: str, llm: str | None, base_url: str | None, api_key_env: str | None, llm_concurrency: int,
-              no_cache: bool, llm_timeout: float) -> LLMSettings | None:
+def _settings(backend: str, llm: LLMOptions) -> LLMSettings | None:
     if backend != "llm":
         return None
-    if (llm or "").strip() == "offline":
+    if (llm.spec or "").strip() == "offline":
         raise ConfigError("--llm offline cannot drive the 'llm' backend; choose a model or the offline backend")
-    return llm_settings(llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout)
+    return llm.settings()
 
 
 def _servers(tools: str | None, chains: Path | None, *, required: bool) -> list[ToolServer]:
@@ -103,6 +97,7 @@ def _servers(tools: str | None, chains: Path | None, *, required: bool) -> list[
 
 @app.command("generate")
 @cli_errors
+@takes_llm_options()
 def generate_cmd(
     chains: Annotated[Path | None, typer.Argument(
         help="Verified chains (verified.jsonl from `astra graph verify`); optional with --mode server.")] = None,
@@ -120,8 +115,7 @@ def generate_cmd(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run/--no-dry-run", help="Execute each plan on a fresh instance of a Python server and keep only "
                                        "plans that succeed (turn off for tools with real side effects).")] = True,
-    llm: LLMOpt = None, base_url: BaseUrlOpt = None, api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8, no_cache: NoCacheOpt = False, llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: Annotated[int | None, typer.Option(
         "--limit", help="Use only the first N chains and the first N servers (per mode).")] = None,
     concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
@@ -133,7 +127,7 @@ def generate_cmd(
         raise ConfigError("chain mode needs the verified chains file as argument (or use --mode server)")
     if chains is not None and not chains.exists():
         raise InputError("chains file not found", path=str(chains))
-    backend = _resolve_backend(generator, llm, "generator")
+    backend = _resolve_backend(generator, llm_options.spec, "generator")
     servers = _servers(tools, chains, required=True)
     chain_records: list[Chain] = list(read_outputs(chains, Chain)) if chains is not None and "chain" in modes else []
     requests = generation_requests(chain_records, servers, modes, limit=limit)
@@ -142,7 +136,7 @@ def generate_cmd(
         console.print(f"--limit {limit}: {n_chain} chain request(s), {len(requests) - n_chain} server request(s)",
                       highlight=False)
     stage = GenerateStage(servers, generator=backend,
-                          llm=_settings(backend, llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout),
+                          llm=_settings(backend, llm_options),
                           per_chain=per_chain, per_server=per_server, max_k=max_k, seed=seed, dry_run=dry_run)
     run_stage_cli(stage, requests, output, concurrency=concurrency, executor=executor,
                   ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
@@ -150,6 +144,7 @@ def generate_cmd(
 
 @app.command("augment")
 @cli_errors
+@takes_llm_options()
 def augment_cmd(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (from `astra tasks generate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL: originals and their variants.")],
@@ -162,17 +157,16 @@ def augment_cmd(
     tools: Annotated[str | None, typer.Option("--tools", help="Tool servers, to reject variants naming any of "
                                                               "their tools (default: the task's own tools).")] = None,
     seed: SeedOpt = 0,
-    llm: LLMOpt = None, base_url: BaseUrlOpt = None, api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8, no_cache: NoCacheOpt = False, llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None, concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
 ) -> None:
     """Augment tasks: keep each original and add diversity / complexity / persona variants."""
     if not tasks.exists():
         raise InputError("tasks file not found", path=str(tasks))
-    backend = _resolve_backend(augmenter, llm, "augmenter")
+    backend = _resolve_backend(augmenter, llm_options.spec, "augmenter")
     stage = AugmentStage(modes=modes, per_mode=per_mode, augmenter=backend,
-                         llm=_settings(backend, llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout),
+                         llm=_settings(backend, llm_options),
                          seed=seed, personas=personas, servers=_servers(tools, None, required=False))
     run_stage_cli(stage, tasks, output, limit=limit, concurrency=concurrency, executor=executor,
                   ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
@@ -180,6 +174,7 @@ def augment_cmd(
 
 @app.command("score")
 @cli_errors
+@takes_llm_options()
 def score_cmd(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (from `astra tasks augment` or `generate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL of the kept tasks; every scored "
@@ -196,8 +191,7 @@ def score_cmd(
         "--scorer", help="'offline' (documented heuristics) or 'llm'. Default as for generate.")] = None,
     tools: Annotated[str | None, typer.Option("--tools", help="Tool servers, shown to the LLM judge and used to "
                                                               "spot tool names (optional).")] = None,
-    llm: LLMOpt = None, base_url: BaseUrlOpt = None, api_key_env: ApiKeyEnvOpt = None,
-    llm_concurrency: LLMConcurrencyOpt = 8, no_cache: NoCacheOpt = False, llm_timeout: TimeoutOpt = 120.0,
+    llm_options: LLMOptions = LLMOptions(),
     limit: LimitOpt = None, concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
 ) -> None:
@@ -212,9 +206,9 @@ def score_cmd(
             raise ConfigError(f"{name} must be in 1..5, got {v}")
     if not 0 < dedup_threshold <= 1:
         raise ConfigError(f"--dedup-threshold must be in (0, 1], got {dedup_threshold}")
-    backend = _resolve_backend(scorer, llm, "scorer")
+    backend = _resolve_backend(scorer, llm_options.spec, "scorer")
     stage = ScoreStage(scorer=backend,
-                       llm=_settings(backend, llm, base_url, api_key_env, llm_concurrency, no_cache, llm_timeout),
+                       llm=_settings(backend, llm_options),
                        servers=_servers(tools, None, required=False))
     judged = judged_path(output)
     run_stage_cli(stage, tasks, judged, limit=limit, concurrency=concurrency, executor=executor,

@@ -54,18 +54,11 @@ from astra.llm import LLMClient
 from astra.llm.errors import LLMError
 from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
-from astra.tasks.plan import (
-    ExecutorFactory,
-    Plan,
-    PlanError,
-    PlanStep,
-    StepArgs,
-    ValuePool,
-    execute_plan,
-    executor_factory,
-    find_plans,
-    resolve_steps,
-)
+from astra.tasks.plan.execute import ExecutorFactory, PlanError, execute_plan, executor_factory
+from astra.tasks.plan.format import Plan, PlanStep
+from astra.tasks.plan.resolve import StepArgs, resolve_steps
+from astra.tasks.plan.search import find_plans
+from astra.tasks.plan.values import ValuePool
 from astra.tasks.render import (
     constraint_facts,
     followup_fields,

@@ -19,7 +19,9 @@ import random
 import re
 from typing import Any
 
-from astra.tasks.plan import Plan, PlanStep, enum_values, is_identifier, json_types
+from astra.tasks.plan.format import Plan, PlanStep
+from astra.tasks.plan.resolve import is_identifier
+from astra.tasks.plan.schema import enum_values, json_types
 from astra.tasks.text import normalize_description
 from astra.types import Tool, ToolServer
 
