@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from astra.tools.schema import json_types
 from astra.types import Tool, ToolServer
 
 #: A field/parameter match at or above this score makes a data-flow edge.
@@ -118,27 +119,6 @@ def tokens(text: str) -> set[str]:
 def is_identifier_name(name: str) -> bool:
     """``id``, ``order_id``, ``recipe_ids``, ``userUuid`` ..."""
     return bool(_ID_SUFFIX.search("_".join(split_name(name))))
-
-
-def json_types(schema: dict[str, Any] | None) -> set[str]:
-    """The JSON types a schema admits (``null`` dropped); empty when unknown."""
-    if not isinstance(schema, dict):
-        return set()
-    t = schema.get("type")
-    out: set[str] = set()
-    if isinstance(t, str):
-        out.add(t)
-    elif isinstance(t, list):
-        out.update(x for x in t if isinstance(x, str))
-    for key in ("anyOf", "oneOf", "allOf"):
-        for sub in schema.get(key) or []:
-            out |= json_types(sub)
-    if not out and "enum" in schema:
-        vals = schema["enum"] or []
-        if vals and all(isinstance(v, str) for v in vals):
-            out.add("string")
-    out.discard("null")
-    return out
 
 
 def _array_item_types(schema: dict[str, Any] | None) -> set[str]:
