@@ -180,7 +180,7 @@ def cli_errors(fn: Callable) -> Callable:
         except RecursionError:
             print_error("input nested too deep to process")
             raise typer.Exit(1) from None
-        except Exception as e:  # noqa: BLE001 - one line, not a traceback; -v shows it
+        except Exception as e:  # one line, not a traceback; -v shows it
             if _VERBOSE:
                 console.print_exception()
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -269,7 +269,7 @@ def run_validate(inputs: Iterable[Any] | str | os.PathLike[str], output: str | o
     if paths.manifest.exists():
         try:
             prev = load_manifest(paths.manifest)
-        except Exception:  # noqa: BLE001 - an unreadable manifest: rebuild
+        except Exception:  # an unreadable manifest: rebuild
             prev = None
         if prev is None or prev.config != gate:
             log.warning("the scored batch or the gate changed since %s was written; rebuilding it", out)

@@ -149,7 +149,7 @@ async def run_episode(env: Environment, client: Any, *, max_turns: int = 8, dist
                 session.finish(resp.content)
                 break
             messages = [*messages, _response_message(resp), *await session.astep(resp.tool_calls)]
-    except Exception as e:  # noqa: BLE001 - one failing episode must not end the evaluation
+    except Exception as e:  # one failing episode must not end the evaluation
         error = f"{type(e).__name__}: {e}"[:500]
         if not session.done:
             session.finish(None)

@@ -101,7 +101,7 @@ def default_tools_for(chains: str | os.PathLike[str] | None) -> Path | None:
         p = default_tools_path(cp)
         if p.exists():
             return p
-    except Exception:  # noqa: BLE001 - the graph package's discovery is a convenience
+    except Exception:  # the graph package's discovery is a convenience
         pass
     p = cp.with_name("tools.jsonl")
     return p if p.exists() else None

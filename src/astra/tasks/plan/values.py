@@ -220,7 +220,7 @@ class ValuePool:
         database, a BFCL class's loaded scenario), walked for keyed values and records."""
         try:
             instance = getattr(factory(), "instance", None)
-        except Exception:  # noqa: BLE001 - no instance data is not an error
+        except Exception:  # no instance data is not an error
             return
         if instance is None:
             return
@@ -230,7 +230,7 @@ class ValuePool:
             if hasattr(value, "model_dump"):
                 try:
                     value = value.model_dump(mode="json")
-                except Exception:  # noqa: BLE001
+                except Exception:
                     continue
             if isinstance(value, dict | list | tuple):
                 self._walk(jsonable(value), table=name.strip("_").lower())
@@ -302,7 +302,7 @@ class ValuePool:
             return
         try:
             module = importlib.import_module(mod_name)
-        except Exception:  # noqa: BLE001 - no seed data is not an error
+        except Exception:  # no seed data is not an error
             return
         for name, value in vars(module).items():
             if name.startswith("__"):
@@ -325,7 +325,7 @@ class ValuePool:
             for args in variants:
                 try:
                     result = jsonable(factory().call(tool.name, args))
-                except Exception:  # noqa: BLE001 - a probe that fails teaches nothing
+                except Exception:  # a probe that fails teaches nothing
                     continue
                 if error_result(result) is None:
                     self.absorb(tool, result)
