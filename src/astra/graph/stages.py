@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from astra.pipeline.llm_stage import LLMStage, settings_config
 from astra.types import Chain, ToolServer
 
 
-def parse_sources(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+def parse_sources(spec: str | Sequence[str]) -> list[str]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     bad = [s for s in items if s not in SOURCES]
     if bad or not items:
@@ -57,7 +58,7 @@ class BuildGraphStage(LLMStage):
     input_model = ToolServer
     output_model = ToolGraph
 
-    def __init__(self, *, sources: str | list[str] = (DATAFLOW,), llm: LLMSettings | None = None,
+    def __init__(self, *, sources: str | Sequence[str] = (DATAFLOW,), llm: LLMSettings | None = None,
                  proposals: int = 3, chains_per_proposal: int = 5, max_len: int = 5,
                  temperature: float = 0.8, dataflow_weight: float = 1.0, threshold: float = EDGE_THRESHOLD,
                  matcher: str = "semantic", client: LLMClient | None = None) -> None:
@@ -189,7 +190,7 @@ class VerifyChainsStage(LLMStage):
     output_model = Chain
     _NOT_PICKLED = ("_client", "_bt_client", "_servers")  # built in setup()
 
-    def __init__(self, tools: str | os.PathLike[str] | list[ToolServer], *, checks: str | list[str] = ("args",),
+    def __init__(self, tools: str | os.PathLike[str] | list[ToolServer], *, checks: str | Sequence[str] = ("args",),
                  votes: int = 3, llm: LLMSettings | None = None, bt_llm: LLMSettings | None = None,
                  vote_temperature: float = 0.7, client: LLMClient | None = None,
                  bt_client: LLMClient | None = None) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +51,7 @@ from astra.types import Chain, Record, Rejection, Task, ToolServer
 GENERATION_MODES = ("chain", "server")
 
 
-def parse_generation_modes(spec: str | list[str]) -> list[str]:
+def parse_generation_modes(spec: str | Sequence[str]) -> list[str]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     bad = [s for s in items if s not in GENERATION_MODES]
     if bad or not items:
@@ -227,7 +228,7 @@ class AugmentStage(LLMStage):
     output_model = Task
     _NOT_PICKLED = ("_client", "_offline", "_llm", "_personas")
 
-    def __init__(self, *, modes: str | list[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
+    def __init__(self, *, modes: str | Sequence[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
                  augmenter: str = "offline", llm: LLMSettings | None = None, seed: int = 0,
                  personas: str | None = None, servers: list[ToolServer] | None = None,
                  temperature: float = 0.8, client: LLMClient | None = None) -> None:
@@ -402,7 +403,7 @@ def score_tasks(inputs: str | os.PathLike[str] | list[Task], output: str | os.Pa
 
 
 def generate_tasks(chains: str | os.PathLike[str] | list[Chain] | None, servers: list[ToolServer],
-                   output: str | os.PathLike[str], *, modes: str | list[str] = ("chain", "server"),
+                   output: str | os.PathLike[str], *, modes: str | Sequence[str] = ("chain", "server"),
                    generator: str = "offline", llm: LLMSettings | None = None, per_chain: int = 2,
                    per_server: int = 3, max_k: int = MAX_K, seed: int = 0, dry_run: bool = True,
                    client: LLMClient | None = None, **runner: Any) -> Manifest:
@@ -427,7 +428,7 @@ def generate_tasks(chains: str | os.PathLike[str] | list[Chain] | None, servers:
 
 
 def augment_tasks(inputs: str | os.PathLike[str] | list[Task], output: str | os.PathLike[str], *,
-                  modes: str | list[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
+                  modes: str | Sequence[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
                   augmenter: str = "offline", llm: LLMSettings | None = None, seed: int = 0,
                   personas: str | None = None, servers: list[ToolServer] | None = None,
                   client: LLMClient | None = None, **runner: Any) -> Manifest:
