@@ -21,10 +21,10 @@ from astra.envs.exploits import (
     exploit_table,
     probe_environment,
 )
+from astra.envs.match import check_final_answer, value_runs
 from astra.envs.reward import episode_reward, reward_parts
 from astra.envsynth.cli import app
 from astra.envsynth.compose import compose
-from astra.envsynth.match import check_final_answer, value_runs
 from astra.envsynth.synth import synthesize_environment
 from astra.envsynth.worlds import load_worlds
 from astra.sandbox import SandboxPool
@@ -268,7 +268,7 @@ class _ContainsOnly(EnvSession):
     alone are paid. The suite must catch it."""
 
     def reward(self):
-        from astra.envsynth.match import answer_in_output
+        from astra.envs.match import answer_in_output
 
         info = super().reward()
         ok = self.final_answer is not None and answer_in_output(self.env.instance.answer, self.final_answer)

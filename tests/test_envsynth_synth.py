@@ -18,13 +18,13 @@ from astra.envs.bundle import (
     verify_environment,
     write_environment,
 )
+from astra.envs.match import answer_equals, answer_in_output, dates_in, numbers_in, tokens
+from astra.envs.verify import call_problems, mock_data_of
 from astra.envsynth.cli import app
 from astra.envsynth.compose import compose
 from astra.envsynth.decompose import Rejected
-from astra.envsynth.match import answer_equals, answer_in_output, dates_in, numbers_in, tokens
-from astra.envsynth.merge import MergeError, deep_merge, extend_mock_data, mock_data_of
+from astra.envsynth.merge import MergeError, deep_merge, extend_mock_data
 from astra.envsynth.synth import (
-    call_problems,
     forbidden_imports,
     salient_values,
     scaling_problems,

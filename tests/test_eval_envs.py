@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from astra.envs import write_environment
 from astra.envs.reward import reward_parts
+from astra.envs.split import split_environments
 from astra.envsynth.compose import compose
 from astra.envsynth.synth import synthesize_environment
 from astra.envsynth.worlds import load_worlds
-from astra.eval.envs import eval_envs_command, evaluate_envs, split_environments, write_report
+from astra.eval.envs import eval_envs_command, evaluate_envs, write_report
 from astra.llm import LLMClient
 from astra.llm.testing import ScriptedChatProvider, last_user_text, reply
 from astra.sandbox import SandboxPool, parse_call_statement

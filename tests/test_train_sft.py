@@ -198,12 +198,23 @@ def test_overlong_conversations_are_dropped_or_truncated_and_counted(exports, to
     records = load_sft_data(exports["openai"]).records
     lengths = sorted(len(tokenizer(render(tokenizer, r), add_special_tokens=False)["input_ids"]) for r in records)
     limit = lengths[2]  # two conversations are longer
-    p = prepare_records(records, tokenizer, max_length=limit, overlong="drop", eval_fraction=0.0)
+    # dropping 2 of 5 (40% > 10%) is an error unless asked for, with the counts in the message
+    with pytest.raises(InputError, match=r"2 of 5 conversations \(40%\).*--allow-drop"):
+        prepare_records(records, tokenizer, max_length=limit, overlong="drop", eval_fraction=0.0)
+    p = prepare_records(records, tokenizer, max_length=limit, overlong="drop", eval_fraction=0.0, allow_drop=True)
     assert p.stats["dropped_overlong"] == 2 and len(p.train) == 3 and not p.eval
     p = prepare_records(records, tokenizer, max_length=limit, overlong="truncate", eval_fraction=0.4, seed=1)
     assert p.stats["truncated"] == 2 and len(p.train) == 3 and len(p.eval) == 2
     with pytest.raises(InputError, match="longer than max_length"):
         prepare_records(records, tokenizer, max_length=10)
+
+
+def test_default_max_length_is_the_model_context(tokenizer, tiny_model):
+    from astra.llm.embedded import ensure_default_model
+    from astra.train.sft import context_length
+
+    assert context_length(str(tiny_model), tokenizer) == 4096  # the model's config, not the tokenizer's
+    assert context_length(ensure_default_model(), tokenizer) == 8192
 
 
 def test_split_and_order_do_not_depend_on_input_order(exports, tokenizer):

@@ -37,7 +37,8 @@ llm_app = typer.Typer(no_args_is_help=True, help="Talk to a provider; LLM usage 
 app.add_typer(tools_app, name="tools")
 app.add_typer(llm_app, name="llm")
 
-from astra.envsynth.cli import app as envs_app  # noqa: E402
+import astra.envsynth.cli  # noqa: E402,F401  (adds decompose, validate, synthesize to `astra envs`)
+from astra.envs.cli import app as envs_app  # noqa: E402
 from astra.eval.cli import app as eval_app  # noqa: E402
 from astra.eval.envs import eval_envs_command  # noqa: E402
 from astra.export.cli import app as export_app  # noqa: E402
@@ -60,21 +61,6 @@ llm_app.command("serve")(llm_serve_command)
 eval_app.command("envs")(eval_envs_command)
 
 
-@envs_app.command("split")
-@cli_errors
-def envs_split(
-    envs: Annotated[Path, typer.Argument(help="A bundle directory written by `astra envs synthesize`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Writes OUTPUT/train and OUTPUT/heldout.")],
-    heldout: Annotated[float, typer.Option(help="Share of environments held out for evaluation.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed of the split (a stable hash of each env id).")] = 0,
-) -> None:
-    """Split environments into train and held-out sets (stable per environment id)."""
-    from astra.eval.envs import split_environments
-
-    train_dir, heldout_dir = split_environments(envs, heldout, seed, output)
-    n_train = sum(1 for _ in train_dir.glob("*.json"))
-    n_held = sum(1 for _ in heldout_dir.glob("*.json"))
-    console.print(f"{n_train} train → {train_dir}, {n_held} held out → {heldout_dir}")
 app.add_typer(eval_app, name="eval")
 app.command("report")(report_command)
 
@@ -299,7 +285,8 @@ def demo(
     """The main job: the whole flow on the bundled sample, offline, on the embedded model."""
     from astra.demo import run_demo
 
-    run_demo(profile=profile, out=out, llm=llm_options.spec, base_url=llm_options.base_url, training=training)
+    run_demo(typer.main.get_command(app), profile=profile, out=out, llm=llm_options.spec,
+             base_url=llm_options.base_url, training=training)
 
 
 def main() -> None:  # pragma: no cover

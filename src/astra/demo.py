@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -117,15 +117,12 @@ def plan(out: Path, profile: str) -> list[Step]:
     ]
 
 
-def _registered(args: list[str]) -> bool:
-    """Whether the command path exists in this build of the CLI."""
-    from astra.cli import app
-
-    group = typer.main.get_command(app)
-    ctx = click.Context(group)
-    cmd: click.Command | None = group
+def _registered(args: list[str], group: Any) -> bool:
+    """Whether the command path exists in ``group`` (the root ``astra`` command)."""
+    ctx = typer.Context(group)
+    cmd: Any = group
     for word in args[:2]:
-        if not isinstance(cmd, click.Group):
+        if not hasattr(cmd, "get_command"):  # a command, not a group: the rest are its arguments
             return True
         cmd = cmd.get_command(ctx, word)
         if cmd is None:
@@ -133,15 +130,13 @@ def _registered(args: list[str]) -> bool:
     return True
 
 
-def _invoke(args: list[str]) -> None:
-    from astra.cli import app
-
-    command = typer.main.get_command(app)
+def _invoke(args: list[str], command: Any) -> None:
     console.print(f"\n$ astra {' '.join(args)}", style="bold cyan")
     try:
         code = command.main(args=args, prog_name="astra", standalone_mode=False)
-    except click.ClickException as e:
-        raise DemoStepFailed(f"`astra {' '.join(args)}`: {e.format_message()}") from None
+    except typer.TyperException as e:  # usage errors of the CLI typer bundles
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        raise DemoStepFailed(f"`astra {' '.join(args)}`: {message}") from None
     if code:
         raise DemoStepFailed(f"`astra {' '.join(args)}` exited with {code}; fix the cause and rerun the demo "
                              "(finished stages are kept)")
@@ -165,7 +160,7 @@ def _summary(output: str) -> str:
     return ", ".join(parts)
 
 
-def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str | None = None,
+def run_demo(cli: Any, *, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str | None = None,
              base_url: str | None = None, training: bool = True) -> list[StepResult]:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -175,7 +170,7 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
     results: list[StepResult] = []
     skipped: list[str] = []
     for step in plan(out, profile):
-        if not _registered(step.args) or (step.training and not training):
+        if not _registered(step.args, cli) or (step.training and not training):
             skipped.append(step.name)
             continue
         args = list(step.args)
@@ -185,11 +180,14 @@ def run_demo(*, profile: str = "tiny", out: Path = Path("runs/demo"), llm: str |
             args += ["--base-url", base_url]
         if step.runner and step.args[0] != "tools":
             args.append("--no-progress")
+        if step.name == "report":  # the report reads the numbers (with their intervals)
+            write_model_results(out)
         t0 = time.perf_counter()
-        _invoke(args)
+        _invoke(args, cli)
         results.append(StepResult(step.name, step.output, _summary(step.output), time.perf_counter() - t0,
                                   command="astra " + " ".join(args)))
     _print_summary(results, skipped, out)
+    write_model_results(out)
     _print_models(out)
     return results
 
@@ -206,11 +204,25 @@ def model_results(out: Path) -> dict[str, dict]:
         for label, m in zip(("base", "SFT", "RL"), rep.get("models", []), strict=False):
             res[label] = {"model": m["model"], **{k: m["overall"][k] for k in
                                                    ("n", "success_rate", "f1", "recall", "precision", "turns")}}
+            if m["overall"].get("ci"):
+                res[label]["ci"] = m["overall"]["ci"]
+        if rep.get("comparisons"):
+            res["comparisons"] = rep["comparisons"]
     bfcl = out / "eval" / "bfcl" / "bfcl_summary.json"
     if bfcl.exists():
         cats = json.loads(bfcl.read_text("utf-8")).get("categories", {})
         res.setdefault("RL", {})["bfcl"] = {c: {"accuracy": v["accuracy"], "total": v["total_count"]}
                                             for c, v in cats.items()}
+    return res
+
+
+def write_model_results(out: Path) -> dict[str, Any]:
+    """Write ``demo_results.json`` (what :func:`model_results` reads) and return it."""
+    from astra.io import write_json
+
+    res = model_results(out)
+    if res:
+        write_json(out / "demo_results.json", res)
     return res
 
 
@@ -225,11 +237,12 @@ def _print_models(out: Path) -> None:
             t.add_row(label, m["model"], str(m["n"]), f"{m['success_rate']:.3f}", f"{m['f1']:.3f}",
                       f"{m['recall']:.3f}", f"{m['precision']:.3f}", f"{m['turns']:.2f}")
     console.print(t)
+    for c in res.get("comparisons", []):
+        ci = f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c.get("ci") else ""
+        console.print(f"{c['b']} vs {c['a']}: F1 {c['diff']:+.3f}{ci} (paired bootstrap, {c['n']} environments)",
+                      highlight=False)
     for cat, b in (res.get("RL", {}).get("bfcl") or {}).items():
         console.print(f"BFCL {cat} (RL model): accuracy {b['accuracy']:.2%} of {b['total']} entries")
-    from astra.io import write_json
-
-    write_json(out / "demo_results.json", res)
     console.print(f"numbers → {out / 'demo_results.json'}")
 
 

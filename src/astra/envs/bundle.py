@@ -184,7 +184,7 @@ async def verify_environment(env: Environment, *, pool: Any = None) -> EnvVerifi
     """Re-run every tool's gold calls against its code with typed matching."""
     import time
 
-    from astra.envsynth.synth import answer_type_of, verify_calls
+    from astra.envs.verify import answer_type_of, verify_calls
     from astra.sandbox import default_pool
 
     pool = pool or default_pool()

@@ -13,7 +13,7 @@ the agent stop calling tools). All three are always reported by the runtime.
 
 **(ours)** The episode's reward is that value times the **answer gate** ``G`` ∈ {0, 1}
 (:func:`episode_reward`): ``G = 1`` iff the final answer states the instance's answer and
-nothing competing with it (:func:`astra.envsynth.match.check_final_answer`) *and* the
+nothing competing with it (:func:`astra.envs.match.check_final_answer`) *and* the
 sub-tasks that answer rests on were solved by the agent's own calls (see
 :mod:`astra.envs.runtime`). Without the gate, calls alone would be paid whatever the agent
 answers, and an answer listing every candidate would be paid in full.

@@ -22,12 +22,12 @@ Semantics (docs/environments.md, "Runtime and reward", gives the formula with ex
   :meth:`EnvSession.astep`.
 - **Solved tool sub-tasks**: a tool sub-task is solved when a call **to a tool that serves
   it** (``EnvTool.serves``) returns an output that contains its gold answer by typed
-  matching (:func:`astra.envsynth.match.answer_in_output`), not counting what the output
+  matching (:func:`astra.envs.match.answer_in_output`), not counting what the output
   merely echoes from the call's own arguments. A distractor, or an in-scope tool that does
   not serve the sub-task, never solves it.
 - **The final answer** (the text given to :meth:`EnvSession.finish`) is checked in every
   environment against exactly one gold value, the instance's answer ``a0``, by
-  :func:`astra.envsynth.match.check_final_answer`: typed, and an answer that also names
+  :func:`astra.envs.match.check_final_answer`: typed, and an answer that also names
   another value the environment knows (its mock data, sub-answers, anything a tool returned
   in the episode), or that is much longer than the gold needs, fails.
 - **The gate** ``G``: 1 iff the final answer passes *and* every sub-task the answer rests on
@@ -149,7 +149,7 @@ def _canonical(name: str, kwargs: dict[str, Any]) -> str:
 
 
 def _norm_args(kwargs: dict[str, Any]) -> dict[str, Any]:
-    from astra.envsynth.match import normalize_text
+    from astra.envs.match import normalize_text
 
     return {k: normalize_text(v) if isinstance(v, str) else v for k, v in kwargs.items()}
 
@@ -174,27 +174,27 @@ def _short(text: str, n: int = 80) -> str:
 
 def _mock_data(code: str) -> Any:
     """The literal module-level ``MOCK_DATA`` of a tool's code, or None when it has none."""
-    from astra.envsynth.merge import MergeError, mock_data_of
+    from astra.envs.verify import MockDataError, mock_data_of
 
     try:
         return mock_data_of(code)
-    except (MergeError, ValueError, MemoryError):
+    except (MockDataError, ValueError, MemoryError):
         return None
 
 
 @lru_cache(maxsize=4096)
 def _code_value_runs(code: str) -> frozenset[tuple[str, ...]]:
-    from astra.envsynth.match import value_runs
+    from astra.envs.match import value_runs
 
     data = _mock_data(code)
     return value_runs(data, keys=True) if data is not None else frozenset()
 
 
 def environment_values(env: Environment) -> frozenset[tuple[str, ...]]:
-    """The values an environment knows, as token runs (:func:`astra.envsynth.match.value_runs`):
+    """The values an environment knows, as token runs (:func:`astra.envs.match.value_runs`):
     every key and value of its tools' ``MOCK_DATA``, every sub-answer, the entities its plan
     and aggregate name. A final answer may name none of them except the gold."""
-    from astra.envsynth.match import value_runs
+    from astra.envs.match import value_runs
 
     inst = env.instance
     extra: list[Any] = [s.sub_answer for s in inst.sub_tasks]
@@ -244,7 +244,7 @@ def answer_structure(inst: QAInstance) -> tuple[list[str], dict[str, frozenset[s
 
 def final_answer_type(inst: QAInstance) -> str | None:
     """The typed-matching hint of the final answer: that of the DAG's only sink, if one."""
-    from astra.envsynth.synth import answer_type_of
+    from astra.envs.verify import answer_type_of
 
     dependents = {d for s in inst.sub_tasks for d in (s.dependency or [])}
     sinks = [s.id for s in inst.sub_tasks if s.id not in dependents]
@@ -285,7 +285,7 @@ class EnvSession:
         for t in distractors or []:
             if t.tool.name not in self.tools_in_scope and t.tool.name not in self.distractors:
                 self.distractors[t.tool.name] = t
-        from astra.envsynth.synth import answer_type_of
+        from astra.envs.verify import answer_type_of
 
         inst = env.instance
         self._gold = {s.id: s.sub_answer for s in inst.sub_tasks}
@@ -300,7 +300,7 @@ class EnvSession:
 
     # -- state -----------------------------------------------------------------------
     def _init_state(self) -> None:
-        from astra.envsynth.match import AnswerVerdict
+        from astra.envs.match import AnswerVerdict
 
         self.turns = 0
         self.calls = 0
@@ -357,7 +357,7 @@ class EnvSession:
         return text, False
 
     async def _one(self, call_id: str, name: str, raw: Any, problem: str | None = None) -> dict[str, Any]:
-        from astra.envsynth.match import answer_in_output, value_runs
+        from astra.envs.match import answer_in_output, value_runs
 
         rec: dict[str, Any] = {"turn": self.turns, "id": call_id, "tool": name[:200], "status": "ok", "solved": []}
         if problem is not None:
@@ -464,7 +464,7 @@ class EnvSession:
         """The agent stopped calling tools: check ``final_answer`` against the instance's
         answer and credit the non-tool steps (see the module docstring). Only the first call
         of an episode counts; it is accepted after ``max_turns`` too."""
-        from astra.envsynth.match import AnswerVerdict, check_final_answer
+        from astra.envs.match import AnswerVerdict, check_final_answer
 
         if not self.finished:
             self.finished = True

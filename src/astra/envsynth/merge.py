@@ -27,54 +27,49 @@ from __future__ import annotations
 import ast
 import pprint
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from astra import pyast
+from astra.envs.verify import (
+    MOCK_NAME,
+    CallCheck,
+    MockDataError,
+    call_problems,
+    mock_data_of,
+    mock_node,
+    verify_call,
+    verify_calls,
+)
 from astra.envsynth.decompose import Rejected
 from astra.envsynth.templates import render_call
 from astra.sandbox import parse_call_statement
 from astra.types import EnvTool, Tool
 
 if TYPE_CHECKING:
-    from astra.envsynth.synth import CallCheck, SubEnv
     from astra.sandbox import SandboxPool
 
-MOCK_NAME = "MOCK_DATA"
+#: A cluster that cannot be merged (its MOCK_DATA unreadable or conflicting); the message says why.
+MergeError = MockDataError
 
 
-class MergeError(Exception):
-    """A cluster that cannot be merged; the message says why."""
+@dataclass
+class SubEnv:
+    """A verified tool for one sub-task (before merging)."""
+
+    sub_id: str
+    tool: Tool
+    code: str
+    call: str
+    intent: str
+    attempts: int = 1
+    check: CallCheck | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------
 # Mock data surgery (pure)
 # ---------------------------------------------------------------------------------
-
-
-def _mock_node(tree: ast.Module) -> ast.Assign | ast.AnnAssign | None:
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
-                and node.targets[0].id == MOCK_NAME:
-            return node
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == MOCK_NAME \
-                and node.value is not None:
-            return node
-    return None
-
-
-def mock_data_of(code: str) -> Any:
-    """The literal value of the module-level ``MOCK_DATA``; MergeError when there is none."""
-    try:
-        tree = pyast.parse(code)
-    except SyntaxError as e:
-        raise MergeError(f"the implementation does not parse: {e.msg}") from None
-    node = _mock_node(tree)
-    if node is None:
-        raise MergeError(f"the implementation has no module-level {MOCK_NAME} = <literal>")
-    try:
-        return pyast.literal_eval(node.value)  # type: ignore[arg-type]
-    except (ValueError, TypeError, SyntaxError, RecursionError) as e:
-        raise MergeError(f"{MOCK_NAME} is not a literal ({type(e).__name__})") from None
 
 
 def deep_merge(base: Any, extra: Any, path: str = MOCK_NAME) -> Any:
@@ -97,7 +92,7 @@ def deep_merge(base: Any, extra: Any, path: str = MOCK_NAME) -> Any:
 
 def _skeleton(code: str) -> str:
     tree = pyast.parse(code)
-    node = _mock_node(tree)
+    node = mock_node(tree)
     if node is not None:
         node.value = ast.Constant(value=None)
     return ast.dump(tree, include_attributes=False)
@@ -107,7 +102,7 @@ def replace_mock_data(code: str, value: Any) -> str:
     """``code`` with its ``MOCK_DATA`` literal replaced by ``value`` (everything else kept
     as written)."""
     tree = pyast.parse(code)
-    node = _mock_node(tree)
+    node = mock_node(tree)
     if node is None:
         raise MergeError(f"the implementation has no module-level {MOCK_NAME}")
     lines = code.splitlines(keepends=True)
@@ -164,7 +159,6 @@ def clusters(sub_envs: Sequence[SubEnv], intents: dict[str, str] | None = None) 
 async def merge_cluster(members: Sequence[SubEnv], golds: dict[str, str], types: dict[str, str | None], *,
                         pool: SandboxPool) -> tuple[EnvTool, list[CallCheck], int]:
     """One tool for a cluster: ``(tool, final checks of every member, insertions)``."""
-    from astra.envsynth.synth import call_problems, verify_calls
 
     base = members[0]
     tool = base.tool
@@ -206,7 +200,6 @@ async def merge_subenvs(sub_envs: Sequence[SubEnv], golds: dict[str, str], types
                                                                           list[dict[str, Any]]]:
     """All clusters of an instance merged: ``(tools, checks, merge records)``. Raises
     :class:`~astra.envsynth.decompose.Rejected` ``merge_failed`` under ``drop``."""
-    from astra.envsynth.synth import verify_call
 
     if on_merge_fail not in ("drop", "keep"):
         raise ValueError(f"on_merge_fail must be 'drop' or 'keep', got {on_merge_fail!r}")
@@ -254,7 +247,6 @@ async def merge_subenvs(sub_envs: Sequence[SubEnv], golds: dict[str, str], types
             env_tool = EnvTool(tool=env_tool.tool.model_copy(update={"name": name}),
                                code=rename_code(env_tool.code, old, name), serves=env_tool.serves,
                                calls={k: rename_call(v, name) for k, v in env_tool.calls.items()})
-            from astra.envsynth.synth import verify_calls
 
             cl_checks = await verify_calls(env_tool.code, name, env_tool.calls, golds, types, pool=pool)
             if not all(c.ok for c in cl_checks):
@@ -267,6 +259,6 @@ async def merge_subenvs(sub_envs: Sequence[SubEnv], golds: dict[str, str], types
 
 
 __all__ = [
-    "MOCK_NAME", "MergeError", "clusters", "deep_merge", "extend_mock_data", "merge_cluster", "merge_subenvs",
-    "mock_data_of", "rename_call", "rename_code", "replace_mock_data", "signature_key",
+    "MergeError", "SubEnv", "clusters", "deep_merge", "extend_mock_data", "merge_cluster", "merge_subenvs",
+    "rename_call", "rename_code", "replace_mock_data", "signature_key",
 ]

@@ -18,7 +18,7 @@ For every **tool** sub-task of an instance (leaf non-tool steps are skipped):
    deterministic;
 5. **sandbox verification** (:func:`verify_call`) — the code and the call run in
    :mod:`astra.sandbox`; accepted iff the call returns and the return value contains the
-   gold answer by **typed matching** (:func:`astra.envsynth.match.answer_in_output`; what
+   gold answer by **typed matching** (:func:`astra.envs.match.answer_in_output`; what
    the output merely echoes from the call's arguments does not count), and a second run
    returns the same value (determinism).
 
@@ -44,30 +44,36 @@ import json
 import keyword
 import re
 import sys
-import time
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra import pyast
+from astra.envs.match import answer_in_output, normalize_text, parse_date, parse_number
+from astra.envs.verify import (
+    CALL_TIMEOUT,
+    CallCheck,
+    answer_type_of,
+    call_problems,
+    excerpt,
+    verify_call,
+    verify_calls,
+)
 from astra.envsynth.decompose import Rejected
-from astra.envsynth.match import answer_in_output, normalize_text, parse_date, parse_number
+from astra.envsynth.merge import SubEnv, merge_subenvs
 from astra.envsynth.templates import param_name, probe_value, render_plan_tool
 from astra.envsynth.worlds import World, load_world
 from astra.llm import LLMClient
 from astra.llm.errors import LLMError
 from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
-from astra.sandbox import CallStatementError, SandboxPool, default_pool, parse_call_statement
+from astra.sandbox import SandboxPool, default_pool, parse_call_statement
 from astra.types import Environment, QAInstance, SubTask, Tool
 
 Synthesizer = Literal["offline", "llm"]
 REASONS = ("spec_leak", "code_error", "wrong_answer", "forbidden_import", "llm_failed", "no_tool_step", "no_plan",
            "merge_failed")
-CALL_TIMEOUT = 10.0
-EXCERPT = 300
 #: Standard-library modules a tool implementation may still not import: processes, network,
 #: FFI, concurrency and interpreter internals (the sandbox refuses them anyway; refusing them
 #: statically gives the LLM a clear error to fix).
@@ -276,40 +282,6 @@ def scaling_problems(base: Tool, scaled: Tool) -> list[str]:
     return probs
 
 
-def _type_ok(value: Any, jtype: str | None) -> bool:
-    return {
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "array": lambda v: isinstance(v, list | tuple),
-        "object": lambda v: isinstance(v, dict),
-    }.get(jtype or "", lambda v: True)(value)
-
-
-def call_problems(statement: str, tool: Tool) -> list[str]:
-    """Why a call statement does not fit the tool's spec (empty = fine)."""
-    try:
-        call = parse_call_statement(statement)
-    except CallStatementError as e:
-        return [str(e)]
-    probs = []
-    if call.name != tool.name:
-        probs.append(f"the call names {call.name!r}, the tool is {tool.name!r}")
-    if call.args:
-        probs.append("use keyword arguments only (name=value)")
-    props = tool.properties
-    for k, v in call.kwargs.items():
-        if k not in props:
-            probs.append(f"unknown parameter {k!r} (parameters: {', '.join(props) or 'none'})")
-        elif not _type_ok(v, _ptype(props[k])):
-            probs.append(f"parameter {k!r} should be {_ptype(props[k])}, got {type(v).__name__}")
-    missing = [r for r in tool.required if r not in call.kwargs]
-    if missing:
-        probs.append(f"missing required parameters {missing}")
-    return probs
-
-
 def forbidden_imports(code: str) -> list[str]:
     """Modules the code imports that are not allowed: anything outside the standard library
     (``sys.stdlib_module_names``), the :data:`DENIED_STDLIB` modules, relative imports and
@@ -392,84 +364,6 @@ def static_check(code: str, tool: Tool) -> tuple[str, str] | None:
 # ---------------------------------------------------------------------------------
 
 
-class CallCheck(BaseModel):
-    """One gold call run in the sandbox."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sub_id: str
-    tool: str
-    call: str
-    ok: bool
-    reason: str | None = None  # code_error | wrong_answer when not ok
-    outcome: str | None = None
-    output_excerpt: str = ""
-    error: str | None = None
-    duration: float = 0.0
-    isolation: str = ""  # the sandbox mode, and what was degraded
-
-    def feedback(self) -> str:
-        """What the LLM is told when this call failed."""
-        if self.reason == "wrong_answer":
-            return (f"The call {self.call} returned {self.output_excerpt}, which does not contain the expected "
-                    f"answer. {self.error or ''}").strip()
-        return f"The call {self.call} failed: {self.error}"
-
-
-def excerpt(value: Any, n: int = EXCERPT) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-async def verify_call(code: str, statement: str, gold: str, answer_type: str | None, *, sub_id: str, tool: str,
-                      pool: SandboxPool, timeout: float = CALL_TIMEOUT, repeat: bool = True) -> CallCheck:
-    """Run ``statement`` against ``code`` in the sandbox and check its value by typed
-    matching (the ASTRA method §2.3 step 5). ``repeat`` runs it twice and requires the same value."""
-    t0 = time.perf_counter()
-    common: dict[str, Any] = {"sub_id": sub_id, "tool": tool, "call": statement}
-    try:
-        call = parse_call_statement(statement)
-    except CallStatementError as e:
-        return CallCheck(ok=False, reason="code_error", error=f"bad call statement: {e}", **common)
-    res = await pool.acall_function(code, call.name, call.kwargs, timeout=timeout)
-    dur = round(time.perf_counter() - t0, 4)
-    iso = res.sandbox.isolation
-    common["isolation"] = iso.mode + (f" (degraded: {'; '.join(iso.degraded)})" if iso.degraded else "")
-    if not res.ok:
-        err = res.error or "the call failed"
-        if res.traceback:
-            err += "\n" + res.traceback[-1200:]
-        if res.violations:
-            err += "\nsandbox refused: " + "; ".join(res.violations[:3])
-        return CallCheck(ok=False, reason="code_error", outcome=res.outcome, error=err,
-                         output_excerpt=excerpt(res.sandbox.stdout) if res.sandbox.stdout else "",
-                         duration=dur, **common)
-    out = excerpt(res.value)
-    if not answer_in_output(gold, res.value, answer_type, exclude=call.kwargs):
-        printed = " (it printed the answer but a tool must *return* it)" if answer_in_output(
-            gold, res.sandbox.stdout, answer_type) else ""
-        echoed = " (it is there only as an echo of the call's own arguments)" if answer_in_output(
-            gold, res.value, answer_type) else ""
-        return CallCheck(ok=False, reason="wrong_answer", outcome=res.outcome, output_excerpt=out, duration=dur,
-                         error=f"expected the answer {gold!r} in the returned value{printed}{echoed}", **common)
-    if repeat:
-        again = await pool.acall_function(code, call.name, call.kwargs, timeout=timeout)
-        if not again.ok or again.value_json != res.value_json:
-            return CallCheck(ok=False, reason="code_error", outcome=res.outcome, output_excerpt=out,
-                             duration=dur, error="non-deterministic: a second run returned "
-                                                 f"{excerpt(again.value if again.ok else again.error, 120)}",
-                             **common)
-    return CallCheck(ok=True, outcome=res.outcome, output_excerpt=out, duration=dur, **common)
-
-
-async def verify_calls(code: str, tool: str, calls: dict[str, str], golds: dict[str, str],
-                       types: dict[str, str | None], *, pool: SandboxPool, repeat: bool = False) -> list[CallCheck]:
-    """Every member's gold call against one implementation (concurrently)."""
-    return list(await asyncio.gather(*(
-        verify_call(code, calls[sid], golds[sid], types.get(sid), sub_id=sid, tool=tool, pool=pool, repeat=repeat)
-        for sid in calls)))
-
-
 async def probe_defensive(code: str, tool: Tool, kwargs: dict[str, Any], *, pool: SandboxPool) -> dict[str, Any]:
     """Call the tool with a bad input; record how it answers (a ValueError is what a good
     tool does). Recorded, not enforced, for LLM-written code."""
@@ -481,32 +375,6 @@ async def probe_defensive(code: str, tool: Tool, kwargs: dict[str, Any], *, pool
 # ---------------------------------------------------------------------------------
 # Per sub-task results
 # ---------------------------------------------------------------------------------
-
-
-@dataclass
-class SubEnv:
-    """A verified tool for one sub-task (before merging)."""
-
-    sub_id: str
-    tool: Tool
-    code: str
-    call: str
-    intent: str
-    attempts: int = 1
-    check: CallCheck | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-
-
-def answer_type_of(inst: QAInstance, sub_id: str) -> str | None:
-    """The typed-matching hint of a sub-task: the plan's ``answer_type``, the aggregate's for
-    the non-tool step, ``meta["answer_types"]``, else None (inferred from the gold)."""
-    plan = (inst.meta.get("plan") or {}).get(sub_id)
-    if plan and plan.get("answer_type"):
-        return plan["answer_type"]
-    agg = inst.meta.get("aggregate")
-    if agg and agg.get("sub_id") == sub_id:
-        return agg.get("answer_type")
-    return (inst.meta.get("answer_types") or {}).get(sub_id)
 
 
 def tool_subtasks(inst: QAInstance) -> list[SubTask]:
@@ -683,7 +551,6 @@ async def synthesize_environment(
 ) -> Environment:
     """One verified, merged :class:`Environment` for ``inst``; raises :class:`Rejected`."""
     from astra import __version__
-    from astra.envsynth.merge import merge_subenvs
 
     pool = pool or default_pool()
     subs = tool_subtasks(inst)

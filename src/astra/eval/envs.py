@@ -15,7 +15,7 @@ mean turns and tool calls, overall and per scenario type (``env.instance.scenari
 Several ``--model`` values give a comparison on the same set (base vs SFT vs RL).
 
 The set must be **held out**: environments never used in training.
-:func:`split_environments` splits a bundle directory into ``train/`` and ``heldout/`` by a
+:func:`astra.envs.split.split_environments` (``astra envs split``) splits a bundle directory into ``train/`` and ``heldout/`` by a
 seeded hash of the environment id (stable: an environment never changes side when others
 are added).
 """
@@ -23,7 +23,6 @@ are added).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections import defaultdict
@@ -68,12 +67,24 @@ class Metrics(BaseModel):
     turns: float = 0.0
     calls: float = 0.0
     errors: int = 0
+    #: 95% percentile-bootstrap intervals over the environments: ``{metric: [low, high]}``
+    #: for success_rate / f1 / recall / precision, plus ``level``, ``method``, ``resamples``.
+    ci: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def of(cls, eps: Sequence[EpisodeResult]) -> Metrics:
+    def of(cls, eps: Sequence[EpisodeResult], *, with_ci: bool = False) -> Metrics:
         n = len(eps)
         if not n:
             return cls()
+        ci: dict[str, Any] = {}
+        if with_ci and n >= 2:
+            from astra.eval.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, bootstrap_ci
+
+            for key, f in _CI_METRICS.items():
+                lo_hi = bootstrap_ci([f(e) for e in eps])
+                if lo_hi is not None:
+                    ci[key] = [round(lo_hi[0], 4), round(lo_hi[1], 4)]
+            ci.update(level=BOOTSTRAP_LEVEL, method=BOOTSTRAP_METHOD, resamples=BOOTSTRAP_RESAMPLES)
 
         def mean(f: Callable[[EpisodeResult], float]) -> float:
             return round(sum(f(e) for e in eps) / n, 4)
@@ -81,7 +92,12 @@ class Metrics(BaseModel):
         return cls(n=n, success_rate=mean(lambda e: float(e.success)), f1=mean(lambda e: e.f1),
                    recall=mean(lambda e: e.recall), precision=mean(lambda e: e.precision),
                    turns=mean(lambda e: e.turns), calls=mean(lambda e: e.calls),
-                   errors=sum(e.error is not None for e in eps))
+                   errors=sum(e.error is not None for e in eps), ci=ci)
+
+
+_CI_METRICS: dict[str, Callable[[EpisodeResult], float]] = {
+    "success_rate": lambda e: float(e.success), "f1": lambda e: e.f1, "recall": lambda e: e.recall,
+    "precision": lambda e: e.precision}
 
 
 class ModelResult(BaseModel):
@@ -102,6 +118,22 @@ class EnvEvalReport(BaseModel):
     seed: int = 0
     command: str | None = None
     models: list[ModelResult] = Field(default_factory=list)
+    #: Each model against the one listed before it, on the environments both ran: paired
+    #: bootstrap of the per-environment F1 difference (see :mod:`astra.eval.stats`).
+    comparisons: list[dict[str, Any]] = Field(default_factory=list)
+
+    def compare(self, metric: str = "f1") -> list[dict[str, Any]]:
+        from astra.eval.stats import paired_difference
+
+        out = []
+        for a, b in zip(self.models, self.models[1:], strict=False):
+            va = {e.env_id: getattr(e, metric) for e in a.episodes}
+            vb = {e.env_id: getattr(e, metric) for e in b.episodes}
+            ids = sorted(va.keys() & vb.keys())
+            if ids:
+                out.append({"a": a.model, "b": b.model, "metric": metric, "n": len(ids),
+                            **paired_difference([va[i] for i in ids], [vb[i] for i in ids])})
+        return out
 
     def table(self) -> Any:
         """A rich table: one row per model (overall) and per model × scenario."""
@@ -114,11 +146,24 @@ class EnvEvalReport(BaseModel):
         for m in self.models:
             rows = [("all", m.overall)] + sorted(m.by_scenario.items(), key=lambda kv: _scenario_rank(kv[0]))
             for i, (sc, x) in enumerate(rows):
+                f1 = f"{x.f1:.3f}" + (f" [{x.ci['f1'][0]:.2f}, {x.ci['f1'][1]:.2f}]" if "f1" in x.ci else "")
                 t.add_row(m.model if i == 0 else "", sc if i else Text("all", style="bold"), str(x.n),
-                          f"{x.success_rate:.3f}", f"{x.f1:.3f}", f"{x.recall:.3f}", f"{x.precision:.3f}",
+                          f"{x.success_rate:.3f}", f1, f"{x.recall:.3f}", f"{x.precision:.3f}",
                           f"{x.turns:.2f}", f"{x.calls:.2f}")
             t.add_section()
+        if any("f1" in m.overall.ci for m in self.models):
+            t.caption = "F1 [95% bootstrap interval over the environments]"
         return t
+
+    def comparison_lines(self) -> list[str]:
+        """One line per paired comparison (``b`` against ``a``)."""
+        lines = []
+        for c in self.comparisons or self.compare():
+            ci = f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c.get("ci") else ""
+            p = f", P(not better) {c['p_not_better']:.3f}" if c.get("p_not_better") is not None else ""
+            lines.append(f"{c['b']} vs {c['a']}: {c['metric']} {c['diff']:+.3f}{ci} on {c['n']} environments "
+                         f"(paired bootstrap{p})")
+        return lines
 
 
 def _scenario_rank(s: str) -> tuple[int, str]:
@@ -167,7 +212,7 @@ def summarize(model: str, episodes: list[EpisodeResult], seconds: float = 0.0) -
     groups: dict[str, list[EpisodeResult]] = defaultdict(list)
     for e in episodes:
         groups[e.scenario or "unknown"].append(e)
-    return ModelResult(model=model, overall=Metrics.of(episodes),
+    return ModelResult(model=model, overall=Metrics.of(episodes, with_ci=True),
                        by_scenario={k: Metrics.of(v) for k, v in sorted(groups.items(),
                                                                          key=lambda kv: _scenario_rank(kv[0]))},
                        episodes=episodes, seconds=round(seconds, 2))
@@ -240,6 +285,7 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
                                           concurrency=concurrency, session_factory=session_factory,
                                           on_episode=on_episode))
         report.models.append(res)
+    report.comparisons = report.compare()
     return report
 
 
@@ -250,41 +296,6 @@ def write_report(report: EnvEvalReport, path: str | Path) -> Path:
     tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8")
     tmp.replace(p)
     return p
-
-
-# ---------------------------------------------------------------------------------
-# Held-out split
-# ---------------------------------------------------------------------------------
-
-
-def _is_heldout(env_id: str, fraction: float, seed: int) -> bool:
-    h = hashlib.sha256(f"astra.heldout/{seed}/{env_id}".encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2**64 < fraction
-
-
-def split_environments(envs_dir: str | Path, heldout_fraction: float = 0.2, seed: int = 0,
-                       out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """Split a bundle directory into ``OUT/train`` and ``OUT/heldout`` (``OUT`` defaults to
-    ``envs_dir``) by a seeded hash of each environment id: stable across runs and
-    independent of the other environments. Each side gets the environment files and an
-    ``index.jsonl``. Returns ``(train_dir, heldout_dir)``."""
-    from astra.envs.bundle import INDEX_NAME, EnvIndexEntry, load_environments, write_environment
-
-    if not 0.0 <= heldout_fraction <= 1.0:
-        raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
-    src = Path(envs_dir)
-    base = Path(out_dir) if out_dir is not None else src
-    train_dir, heldout_dir = base / "train", base / "heldout"
-    sides: dict[Path, list[str]] = {train_dir: [], heldout_dir: []}
-    for d in sides:
-        d.mkdir(parents=True, exist_ok=True)
-    for env in load_environments(src):
-        d = heldout_dir if _is_heldout(env.id, heldout_fraction, seed) else train_dir
-        p = write_environment(env, d)
-        sides[d].append(EnvIndexEntry.of(env, p.name).model_dump_json())
-    for d, lines in sides.items():
-        (d / INDEX_NAME).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    return train_dir, heldout_dir
 
 
 # ---------------------------------------------------------------------------------
@@ -342,6 +353,8 @@ def eval_envs_command(
     if not report.n_envs:
         console.print(f"no environments in {envs}", style="yellow")
     console.print(report.table())
+    for line in report.comparison_lines():
+        console.print(line, highlight=False)
     if output is not None:
         write_report(report, output)
         console.print(f"results → {output}")
@@ -350,4 +363,4 @@ def eval_envs_command(
 
 
 __all__ = ["EnvEvalReport", "EpisodeResult", "Metrics", "ModelResult", "aevaluate_model", "eval_envs_command",
-           "evaluate_envs", "run_episode", "split_environments", "summarize", "write_report"]
+           "evaluate_envs", "run_episode", "summarize", "write_report"]

@@ -20,12 +20,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from astra.eval.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES, bootstrap_ci
+
 #: (key, label) of the charted metrics, all shares in [0, 1].
 METRICS: list[tuple[str, str]] = [("success_rate", "solved (all sub-tasks)"), ("f1", "F1"), ("recall", "recall"),
                                   ("precision", "precision")]
 CI_META = {"level", "confidence", "method", "resamples", "n_boot", "n", "unit", "seed"}
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_LEVEL = 0.95
 
 
 def _num(v: Any) -> float | None:
@@ -92,20 +92,6 @@ def ci_meta(obj: dict[str, Any]) -> dict[str, Any]:
         if v is not None and not isinstance(v, (dict, list)):
             out[k] = v
     return out
-
-
-def bootstrap_ci(values: list[float], *, resamples: int = BOOTSTRAP_RESAMPLES, level: float = BOOTSTRAP_LEVEL,
-                 seed: int = 0) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of ``values`` (None for fewer than 2)."""
-    import numpy as np
-
-    if len(values) < 2:
-        return None
-    x = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
 def model_label(model: str, run: Path) -> str:

@@ -43,9 +43,14 @@ def sft_command(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine schedule, 5% warmup).")] = 5e-6,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Conversations per device batch.")] = 4,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
-    max_length: Annotated[int, typer.Option("--max-length", help="Maximum tokens per conversation.")] = 2048,
+    max_length: Annotated[int | None, typer.Option("--max-length", help=(
+        "Maximum tokens per conversation (default: the model's context length, 8,192 for the embedded model)."))
+    ] = None,
     overlong: Annotated[str, typer.Option("--overlong", help=(
         "Conversations over --max-length: 'drop' them or 'truncate' (keep the start).")) ] = "drop",
+    allow_drop: Annotated[bool, typer.Option("--allow-drop", help=(
+        "Train even when --overlong drop removes more than 10% of the conversations (an error otherwise)."))
+    ] = False,
     eval_fraction: Annotated[float, typer.Option("--eval-fraction", help="Share held out for the eval loss.")] = 0.1,
     eval_steps: Annotated[int | None, typer.Option("--eval-steps", help=(
         "Also evaluate every N steps (always before training and at the end)."))] = None,
@@ -81,7 +86,7 @@ def sft_command(
         cfg = SFTRunConfig(
             data=data, output_dir=output, model=model, lora=lora, lora_r=lora_r, max_steps=max_steps,
             epochs=epochs, learning_rate=lr, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
-            overlong=overlong, eval_fraction=eval_fraction, eval_steps=eval_steps, save_steps=save_steps,
+            overlong=overlong, allow_drop=allow_drop, eval_fraction=eval_fraction, eval_steps=eval_steps, save_steps=save_steps,
             save_total_limit=save_total_limit, seed=seed, resume=resume, report_to=list(report_to or []),
             format_check_prompts=format_check, format_check_max_tokens=format_check_tokens,
             limit=limit, device=device, precision=precision,

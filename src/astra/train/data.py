@@ -306,12 +306,18 @@ class PreparedData:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+#: Dropping more than this share of the conversations for length is an error unless allowed.
+MAX_DROP_FRACTION = 0.10
+
+
 def prepare_records(records: list[dict[str, Any]], tokenizer: Any, *, max_length: int | None,
-                    overlong: str = "drop", eval_fraction: float = 0.1, seed: int = 0) -> PreparedData:
+                    overlong: str = "drop", eval_fraction: float = 0.1, seed: int = 0,
+                    allow_drop: bool = False) -> PreparedData:
     """Measure token lengths, drop (or mark for truncation) conversations over
     ``max_length``, and split off a held-out set of ``eval_fraction``. Both sides come in
     a seeded order that depends on each record's content only, so the result does not
-    depend on the order of ``records``."""
+    depend on the order of ``records``. Dropping more than :data:`MAX_DROP_FRACTION` of
+    the conversations is an error unless ``allow_drop``."""
     if overlong not in ("drop", "truncate"):
         raise ValueError(f"overlong must be 'drop' or 'truncate', got {overlong!r}")
     if not 0 <= eval_fraction < 1:
@@ -322,6 +328,10 @@ def prepare_records(records: list[dict[str, Any]], tokenizer: Any, *, max_length
     if not keep:
         raise InputError(f"all {len(records)} conversations are longer than max_length={max_length} tokens "
                          f"(shortest {min(lengths)}): raise --max-length or use --overlong truncate")
+    if overlong == "drop" and over and len(over) > MAX_DROP_FRACTION * len(records) and not allow_drop:
+        raise InputError(f"{len(over)} of {len(records)} conversations ({len(over) / len(records):.0%}) are longer "
+                         f"than max_length={max_length} tokens (longest {max(lengths)}): raise --max-length, "
+                         f"use --overlong truncate, or pass --allow-drop to train on the rest")
     # a seeded order from each record's content, not its position: the same records give
     # the same split and the same training order whatever order the sources list them in
     # (parallel stages write records in completion order)

@@ -67,7 +67,8 @@ class SFTRunConfig(BaseModel):
     weight_decay: float = 0.0
     batch_size: int = 4
     grad_accum: int = 1
-    max_length: int = 2048
+    max_length: int | None = None  # None: the model's context length
+    allow_drop: bool = False
     overlong: Literal["drop", "truncate"] = "drop"
     seed: int = 0
     # LoRA
@@ -186,6 +187,27 @@ def load_tokenizer(path: str, template: str = "auto") -> tuple[Any, str]:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok, which
+
+
+#: A tokenizer's ``model_max_length`` above this is the "no limit" sentinel, not a context length.
+_NO_LIMIT = 10**7
+
+
+def context_length(path: str, tok: Any) -> int:
+    """The model's context length: its config's ``max_position_embeddings``, else the
+    tokenizer's ``model_max_length`` (8,192 for the embedded model)."""
+    from transformers import AutoConfig
+
+    try:
+        n = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        n = None
+    if not n:
+        m = getattr(tok, "model_max_length", None)
+        n = m if m and m < _NO_LIMIT else None
+    if not n:
+        raise ConfigError(f"cannot tell the context length of {path!r}: pass --max-length")
+    return int(n)
 
 
 def _device_and_precision(cfg: SFTRunConfig) -> tuple[str, str]:
@@ -437,13 +459,14 @@ def prepare_sft(cfg: SFTRunConfig) -> SFTRun:
     path = resolve_model(cfg.model)
     tok, template = load_tokenizer(path, cfg.chat_template)
     try:
-        prepared = prepare_records(data.records, tok, max_length=cfg.max_length, overlong=cfg.overlong,
-                                   eval_fraction=cfg.eval_fraction, seed=cfg.seed)
+        max_length = cfg.max_length or context_length(path, tok)
+        prepared = prepare_records(data.records, tok, max_length=max_length, overlong=cfg.overlong,
+                                   eval_fraction=cfg.eval_fraction, seed=cfg.seed, allow_drop=cfg.allow_drop)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     stats = {"source": data.source, "format": data.format, **prepared.stats}
     if stats["overlong"]:
-        log.warning("%d conversation(s) longer than max_length=%d tokens: %s", stats["overlong"], cfg.max_length,
+        log.warning("%d conversation(s) longer than max_length=%d tokens: %s", stats["overlong"], max_length,
                     "dropped" if cfg.overlong == "drop" else "truncated (the end is cut)")
     train_ds, eval_ds = to_dataset(prepared.train), (to_dataset(prepared.eval) if prepared.eval else None)
     stats["steps_per_epoch"] = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
@@ -471,7 +494,7 @@ def prepare_sft(cfg: SFTRunConfig) -> SFTRun:
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        max_length=cfg.max_length,
+        max_length=max_length,
         truncation_mode="keep_start",
         packing=False,
         assistant_only_loss=True,

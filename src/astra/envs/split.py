@@ -1,0 +1,39 @@
+"""Train / held-out split of an environment bundle, stable per environment id."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def _is_heldout(env_id: str, fraction: float, seed: int) -> bool:
+    h = hashlib.sha256(f"astra.heldout/{seed}/{env_id}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < fraction
+
+
+def split_environments(envs_dir: str | Path, heldout_fraction: float = 0.2, seed: int = 0,
+                       out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Split a bundle directory into ``OUT/train`` and ``OUT/heldout`` (``OUT`` defaults to
+    ``envs_dir``) by a seeded hash of each environment id: stable across runs and
+    independent of the other environments. Each side gets the environment files and an
+    ``index.jsonl``. Returns ``(train_dir, heldout_dir)``."""
+    from astra.envs.bundle import INDEX_NAME, EnvIndexEntry, load_environments, write_environment
+
+    if not 0.0 <= heldout_fraction <= 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
+    src = Path(envs_dir)
+    base = Path(out_dir) if out_dir is not None else src
+    train_dir, heldout_dir = base / "train", base / "heldout"
+    sides: dict[Path, list[str]] = {train_dir: [], heldout_dir: []}
+    for d in sides:
+        d.mkdir(parents=True, exist_ok=True)
+    for env in load_environments(src):
+        d = heldout_dir if _is_heldout(env.id, heldout_fraction, seed) else train_dir
+        p = write_environment(env, d)
+        sides[d].append(EnvIndexEntry.of(env, p.name).model_dump_json())
+    for d, lines in sides.items():
+        (d / INDEX_NAME).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    return train_dir, heldout_dir
+
+
+__all__ = ["split_environments"]
