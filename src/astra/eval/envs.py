@@ -34,7 +34,7 @@ import typer
 from pydantic import BaseModel, Field
 from rich.text import Text
 
-from astra.llm.cli import takes_llm_options
+from astra.cli_common import takes_llm_options
 from astra.llm.options import LLMOptions
 from astra.types import Environment
 
