@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/astra demo --profile $(PROFILE)
 
+# ruff over the tree; mypy over the core packages listed in pyproject.toml ([tool.mypy]).
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/python -m pytest -m "not slow"
@@ -44,4 +46,4 @@ bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -170,7 +170,7 @@ def main() -> None:
             port = _free_port()
             args.base_url = f"http://127.0.0.1:{port}/v1"
             args.model = args.model or "smollm2-135m-instruct"
-            log = open(out / "server.log", "w")  # noqa: SIM115
+            log = open(out / "server.log", "w")
             server = subprocess.Popen(ASTRA + ["llm", "serve", "--port", str(port), "--served-model-name", args.model],
                                       env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if not (args.base_url and args.model):

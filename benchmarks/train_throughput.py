@@ -105,10 +105,10 @@ def bench_trainer(path: str, lora: bool, batch: int, seq: int, steps: int, devic
     class Timer(TrainerCallback):
         t0 = 0.0
 
-        def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
+        def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
 
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+        def on_step_end(self, args, state, control, **kw):
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - self.t0)

@@ -593,7 +593,7 @@ def test_cli_llm_decompose_with_scripted_double(tmp_path, monkeypatch):
     (tmp_path / "q.jsonl").write_text(json.dumps({"id": "1", "question": Q, "answer": "1962", "domain": "film"})
                                       + "\n")
     client = scripted_client([VALID])
-    import astra.envsynth.qa_stages as qs
+    import astra.pipeline.llm_stage as qs  # where the LLM stages build their clients
 
     monkeypatch.setattr(qs, "make_client", lambda settings: client)
     res = CliRunner().invoke(app, ["decompose", "--questions", "q.jsonl", "--hops", "2-3", "-o", "qa.jsonl",

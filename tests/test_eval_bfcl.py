@@ -19,11 +19,11 @@ import pytest
 
 pytest.importorskip("bfcl_eval", reason="needs the bfcl-eval package (pip install --no-deps bfcl-eval==2026.3.23)")
 
-from astra.eval import bfcl as B  # noqa: E402
-from astra.llm import LLMClient  # noqa: E402
-from astra.llm.testing import ScriptedChatProvider, reply  # noqa: E402
-from astra.llm.types import ChatResponse, ToolCall  # noqa: E402
-from astra.llm.usage import UsageBook  # noqa: E402
+from astra.eval import bfcl as B
+from astra.llm import LLMClient
+from astra.llm.testing import ScriptedChatProvider, reply
+from astra.llm.types import ChatResponse, ToolCall
+from astra.llm.usage import UsageBook
 
 N = 5  # entries per category
 SINGLE = ["simple_python", "multiple", "parallel", "parallel_multiple"]

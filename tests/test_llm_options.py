@@ -1,4 +1,4 @@
-"""The LLM options of a command: declared once (astra.llm.cli), taken as one LLMOptions."""
+"""The LLM options of a command: declared once (astra.cli_common), taken as one LLMOptions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from astra.llm.cli import OPTIONS, takes_llm_options
+from astra.cli_common import OPTIONS, takes_llm_options
 from astra.llm.options import LLMOptions
 
 

@@ -553,7 +553,7 @@ def test_sft_then_rl_on_synthesized_envs(tmp_path):
     """SFT on gold demonstrations of two environments, then RL on two others (a few steps)."""
     try:
         from astra.envs.runtime import EnvSession  # noqa: F401
-        from astra.train.sft import SFTRunConfig, train_sft  # noqa: F401
+        from astra.train.sft import SFTRunConfig, train_sft
     except ImportError as e:
         pytest.skip(f"the environment runtime or SFT is not available: {e}")
     envs_dir = _real_envs_dir() or _synthesize_envs(tmp_path)

@@ -21,10 +21,10 @@ from astra.cli_common import (
     console,
     note,
     setup_logging,
+    takes_llm_options,
 )
 from astra.cli_help import AstraGroup
 from astra.errors import ConfigError, InputError, NothingProduced
-from astra.llm.cli import takes_llm_options
 from astra.llm.options import LLMOptions
 
 app = typer.Typer(
@@ -44,7 +44,6 @@ from astra.eval.envs import eval_envs_command  # noqa: E402
 from astra.export.cli import app as export_app  # noqa: E402
 from astra.graph.cli import app as graph_app  # noqa: E402
 from astra.judge.cli import judge_command  # noqa: E402
-from astra.llm.cli import serve_command as llm_serve_command  # noqa: E402
 from astra.report.cli import report_command  # noqa: E402
 from astra.rollout.cli import rollout_command  # noqa: E402
 from astra.tasks.cli import app as tasks_app  # noqa: E402
@@ -57,7 +56,6 @@ app.command("judge")(judge_command)
 app.add_typer(export_app, name="export")
 app.add_typer(envs_app, name="envs")
 app.add_typer(train_app, name="train")
-llm_app.command("serve")(llm_serve_command)
 eval_app.command("envs")(eval_envs_command)
 
 
@@ -199,6 +197,41 @@ def tools_serve(
 # ---------------------------------------------------------------------------------
 # astra llm
 # ---------------------------------------------------------------------------------
+
+
+@llm_app.command("serve")
+@cli_errors
+def llm_serve(
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="'embedded' (the bundled SmolLM2-135M-Instruct), a model directory or a hub id.")]
+        = "embedded",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    served_model_name: Annotated[str | None, typer.Option(
+        "--served-model-name", help="Model name clients send (default: smollm2-135m-instruct, or the "
+                                    "directory's name).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Requests generated together in one batch.")] = 8,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for generation (default: up to 2; use 1 on a "
+                                                     "busy machine).")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", help="The most tokens of any reply, whatever a request asks (a cost bound, like "
+                             "llama.cpp's --n-predict).")] = None,
+) -> None:
+    """Serve a model over the OpenAI chat-completions API (/v1/models, /v1/chat/completions).
+
+    Example: astra llm serve --port 8000, then any stage with
+    --llm openai:smollm2-135m-instruct --base-url http://127.0.0.1:8000/v1 (docs/llm.md).
+    """
+    from astra.llm.server import embedded_app, serve
+
+    ref = None if model in ("embedded", "default") else model.removeprefix("embedded:")
+    if max_tokens is not None and max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be >= 1, got {max_tokens}")
+    app, name = embedded_app(ref, name=served_model_name, max_batch=max_batch, threads=threads,
+                             max_tokens_cap=max_tokens)
+    console.print(f"serving [bold]{name}[/] on http://{host}:{port}/v1 "
+                  f"(--llm openai:{name} --base-url http://{host}:{port}/v1)", highlight=False)
+    serve(app, host=host, port=port)
 
 
 @llm_app.command("chat")

@@ -2,18 +2,23 @@
 
 Each noun package (tools, graph, tasks, …) defines its commands on a Typer sub-app and uses
 these helpers, so every stage command takes the same LLM and runner options and prints the
-same summary.
+same summary. The LLM options are declared once here and reach a command as one
+:class:`~astra.llm.options.LLMOptions` through :func:`takes_llm_options`.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +27,8 @@ from rich.text import Text
 
 from astra.errors import AstraError, ConfigError, NothingProduced, StageFailed
 from astra.io import os_error_message
+from astra.llm.options import LLMOptions
+from astra.llm.types import RESPONSE_FORMATS
 from astra.pipeline import Manifest, Stage, run_stage
 from astra.pipeline.runner import DEFAULT_MAX_ENDPOINT_FAILURES
 
@@ -44,7 +51,111 @@ def print_error(message: str) -> None:
     console.print(Text.assemble(("error:", "bold red"), " " + message), soft_wrap=True, highlight=False)
 
 
-# LLM options: astra.llm.cli (declared once, taken as one astra.llm.options.LLMOptions).
+# -- LLM options: declared once, taken by a command as one LLMOptions ---------------------
+ResponseFormatChoice = Enum("ResponseFormatChoice", {f: f for f in RESPONSE_FORMATS}, type=str)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One LLM option: the command parameter it becomes, its type and default, its typer option."""
+
+    param: str
+    type: Any
+    default: Any
+    option: Any  # typer.models.OptionInfo
+
+
+def _option(param: str, type_: Any, default: Any, *names: str, **kw: Any) -> _Option:
+    return _Option(param, type_, default, typer.Option(*names, **kw))
+
+
+#: LLMOptions field -> its option, in the order they are listed in ``--help``.
+OPTIONS: dict[str, _Option] = {
+    "spec": _option("llm", str | None, None, "--llm", envvar="ASTRA_LLM", show_envvar=True,
+                    help="Provider: 'embedded' (in-process SmolLM2, offline), 'embedded:PATH' or 'openai:MODEL'."),
+    "base_url": _option("base_url", str | None, None, "--base-url", envvar="ASTRA_BASE_URL", show_envvar=True,
+                        help="OpenAI-compatible endpoint URL (vLLM, SGLang, llama.cpp server, hosted API)."),
+    "api_key_env": _option("api_key_env", str | None, None, "--api-key-env",
+                           help="Environment variable holding the API key (default ASTRA_API_KEY, then "
+                                "OPENAI_API_KEY)."),
+    "concurrency": _option("llm_concurrency", int, 8, "--llm-concurrency", help="Concurrent LLM requests."),
+    "no_cache": _option("no_cache", bool, False, "--no-cache", help="Bypass the persistent LLM response cache."),
+    "timeout": _option("llm_timeout", float, 120.0, "--llm-timeout", help="Seconds per LLM request before a retry."),
+    "response_format": _option(
+        "response_format", ResponseFormatChoice | None, None, "--response-format", envvar="ASTRA_RESPONSE_FORMAT",
+        show_envvar=True,
+        help="Structured output on OpenAI-compatible endpoints: json_schema, json_object, none, or auto "
+             "(json_schema, falling back when the server refuses it; remembered per endpoint). [default: auto]"),
+    "model_fingerprint": _option(
+        "model_fingerprint", str | None, None, "--model-fingerprint", envvar="ASTRA_MODEL_FINGERPRINT",
+        show_envvar=True,
+        help="Identity of the served model in the response cache (FP, or MODEL=FP,...); default: what "
+             "the server reports (/v1/models, /props). See docs/llm.md."),
+}
+#: The options a command gets from ``@takes_llm_options()``.
+ALL = ("spec", "base_url", "api_key_env", "concurrency", "no_cache", "timeout")
+#: What every command that takes ``--base-url`` also gets.
+ENDPOINT = ("response_format", "model_fingerprint")
+#: The parameter of a decorated command that receives the :class:`LLMOptions`.
+PARAM = "llm_options"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _annotation(field: str, help: str | None) -> Any:
+    opt = OPTIONS[field]
+    info = opt.option
+    if help is not None:
+        info = copy.copy(info)
+        info.help = help
+    return Annotated[opt.type, info]
+
+
+def takes_llm_options(*fields: str, help: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Give a command the LLM options: its parameter ``llm_options: LLMOptions`` becomes the
+    options named by ``fields`` (:class:`LLMOptions` fields; default :data:`ALL`), plus
+    ``--response-format`` and ``--model-fingerprint`` when ``base_url`` is among them, in its
+    place in ``--help``. ``help`` replaces an option's help text (by field). The command
+    receives one :class:`LLMOptions` (fields not offered keep their defaults) and runs with
+    its endpoint options exported (:meth:`LLMOptions.exported`)."""
+    chosen = list(fields or ALL)
+    unknown = [f for f in (*chosen, *(help or {})) if f not in OPTIONS]
+    if unknown:
+        raise ValueError(f"unknown LLM option(s) {unknown}; known: {list(OPTIONS)}")
+    if "base_url" in chosen:
+        chosen += [f for f in ENDPOINT if f not in chosen]
+    by_param = {OPTIONS[f].param: f for f in chosen}
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        if PARAM not in sig.parameters:
+            raise TypeError(f"{fn.__name__} has no parameter {PARAM!r} to take the LLM options")
+        params: list[inspect.Parameter] = []
+        for p in sig.parameters.values():
+            if p.name != PARAM:
+                params.append(p)
+                continue
+            params += [inspect.Parameter(OPTIONS[f].param, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                         default=OPTIONS[f].default,
+                                         annotation=_annotation(f, (help or {}).get(f))) for f in chosen]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {by_param[n]: kwargs.pop(n) for n in list(kwargs) if n in by_param}
+            values = {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+            options = LLMOptions(**values)
+            with options.exported():
+                return fn(*args, **{PARAM: options}, **kwargs)
+
+        new_sig = sig.replace(parameters=params)
+        wrapper.__signature__ = new_sig  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not p.empty}
+        if sig.return_annotation is not sig.empty:
+            wrapper.__annotations__["return"] = sig.return_annotation
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
 
 # -- a run from one file ----------------------------------------------------------------
 
@@ -180,7 +291,7 @@ def cli_errors(fn: Callable) -> Callable:
         except RecursionError:
             print_error("input nested too deep to process")
             raise typer.Exit(1) from None
-        except Exception as e:  # noqa: BLE001 - one line, not a traceback; -v shows it
+        except Exception as e:  # one line, not a traceback; -v shows it
             if _VERBOSE:
                 console.print_exception()
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -61,6 +61,11 @@ class Tool(BaseModel):
     def properties(self) -> dict[str, Any]:
         return dict(self.parameters.get("properties", {}))
 
+    def param_schema(self, name: str) -> dict[str, Any]:
+        """The schema of parameter ``name``; ``{}`` when there is none (or it is not an object)."""
+        schema = self.properties.get(name)
+        return schema if isinstance(schema, dict) else {}
+
 
 CallKind = Literal["python", "mcp_stdio", "mcp_http", "mcp_sse", "doc_only"]
 

@@ -243,7 +243,7 @@ def attach_response_template(tokenizer: Any) -> Any:
     msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]}]
     try:
         rendered = tokenizer.apply_chat_template(msgs, tokenize=False)
-    except Exception as e:  # noqa: BLE001 - any template failure means: not this format
+    except Exception as e:  # any template failure means: not this format
         raise ConfigError(f"the tokenizer's chat template cannot render a tool call ({type(e).__name__}: {e})") from None
     if "<|im_start|>assistant\n" + _PROBE_TEXT not in rendered:
         raise ConfigError("the tokenizer's chat template is not ChatML with Hermes <tool_call> blocks (astra's "
@@ -252,7 +252,7 @@ def attach_response_template(tokenizer: Any) -> Any:
     try:
         prefix = tokenizer.apply_chat_template(msgs[:1], tokenize=False, add_generation_prompt=True)
         parsed = tokenizer.parse_response(_PROBE_TEXT, prefix=prefix)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ConfigError(f"transformers cannot parse with the response template ({type(e).__name__}: {e})") from None
     calls = parsed.get("tool_calls") if isinstance(parsed, dict) else None
     if not calls or calls[0].get("function") != _PROBE_CALL["function"]:

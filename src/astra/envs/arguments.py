@@ -179,7 +179,7 @@ def argument_problem(schema: dict[str, Any] | None, args: dict[str, Any]) -> str
     validator = _validator(key)
     try:
         errors = list(validator.iter_errors(args))
-    except Exception as e:  # noqa: BLE001 - a schema that cannot be applied (unknown type, bad $ref) is the tool's fault
+    except Exception as e:  # a schema that cannot be applied (unknown type, bad $ref) is the tool's fault
         raise SchemaUnusable(f"the tool's parameter schema cannot be applied: {type(e).__name__}") from None
     if not errors:
         return None

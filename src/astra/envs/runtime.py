@@ -111,7 +111,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+        except BaseException as e:  # re-raised in the caller
             box["error"] = e
 
     t = threading.Thread(target=target, name="astra-envs-sync")

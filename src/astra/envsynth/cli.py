@@ -38,10 +38,10 @@ from astra.cli_common import (
     console,
     print_manifest,
     run_stage_cli,
+    takes_llm_options,
 )
 from astra.envs.cli import SCENARIOS, app
 from astra.errors import ConfigError, InputError
-from astra.llm.cli import takes_llm_options
 from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.types import QAInstance

@@ -73,7 +73,7 @@ AUTO_RANGE = (1, 5)
 MAX_HOPS = 12
 
 
-class Rejected(Exception):  # noqa: N818 - a verdict, not an error
+class Rejected(Exception):  # a verdict, not an error
     """A record that fails a check: ``reason`` is a short stable code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -57,36 +57,15 @@ from astra.envsynth.validate import Validator, gate_cutoff, gate_verdict, score_
 from astra.envsynth.worlds import World, load_worlds
 from astra.errors import ConfigError
 from astra.io import write_json
-from astra.llm import LLMClient, LLMSettings, make_client
+from astra.llm import LLMClient, LLMSettings
 from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manifest, read_outputs, run_stage
+from astra.pipeline.llm_stage import LLMStage, settings_config
 from astra.types import QAInstance
 
 log = logging.getLogger("astra.envsynth")
 
-_BUILT = ("_client", "_worlds")  # built in setup(), never pickled
-
-
-def _settings_config(s: LLMSettings | None) -> dict[str, Any] | None:
-    return None if s is None else {"spec": s.spec, "base_url": s.base_url}
-
-
-class _QAStage(Stage):
-    def _make_client(self, settings: LLMSettings | None, injected: LLMClient | None) -> LLMClient:
-        if injected is not None:
-            return injected
-        return make_client(settings or LLMSettings.from_env())
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        for k in _BUILT:
-            state.pop(k, None)
-        state["_injected"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        for k in _BUILT:
-            self.__dict__.setdefault(k, None)
+class _QAStage(LLMStage):
+    _NOT_PICKLED = ("_client", "_worlds", "_injected")  # built in setup(), or injected
 
 
 # ---------------------------------------------------------------------------------
@@ -151,10 +130,10 @@ class DecomposeStage(_QAStage):
         self._client: LLMClient | None = None
 
     def setup(self) -> None:
-        self._client = self._make_client(self.llm, self._injected)
+        self._client = self.build_client(self.llm, self._injected)
 
     def config(self) -> dict[str, Any]:
-        return {"llm": _settings_config(self.llm), "scenarios": self.scenarios, "temperature": self.temperature,
+        return {"llm": settings_config(self.llm), "scenarios": self.scenarios, "temperature": self.temperature,
                 "max_repairs": self.max_repairs, "max_tokens": self.max_tokens}
 
     async def process(self, record: DecomposeRequest) -> StageResult:
@@ -200,12 +179,12 @@ class ScoreStage(_QAStage):
 
     def setup(self) -> None:
         if self.validator == "llm":
-            self._client = self._make_client(self.llm, self._injected)
+            self._client = self.build_client(self.llm, self._injected)
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"validator": self.validator}
         if self.validator == "llm":
-            cfg.update(llm=_settings_config(self.llm), max_repairs=self.max_repairs)
+            cfg.update(llm=settings_config(self.llm), max_repairs=self.max_repairs)
         return cfg
 
     async def process(self, record: QAInstance) -> StageResult:
@@ -290,7 +269,7 @@ def run_validate(inputs: Iterable[Any] | str | os.PathLike[str], output: str | o
     if paths.manifest.exists():
         try:
             prev = load_manifest(paths.manifest)
-        except Exception:  # noqa: BLE001 - an unreadable manifest: rebuild
+        except Exception:  # an unreadable manifest: rebuild
             prev = None
         if prev is None or prev.config != gate:
             log.warning("the scored batch or the gate changed since %s was written; rebuilding it", out)

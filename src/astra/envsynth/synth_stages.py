@@ -31,11 +31,10 @@ from astra.envs.bundle import EnvIndexEntry, env_filename, write_environment
 from astra.envsynth.decompose import Rejected
 from astra.envsynth.synth import has_plan, synthesize_environment
 from astra.errors import ConfigError
-from astra.llm import LLMClient, LLMSettings, make_client
-from astra.pipeline import Stage, StageResult
+from astra.llm import LLMClient, LLMSettings
+from astra.pipeline import StageResult
+from astra.pipeline.llm_stage import LLMStage, settings_config
 from astra.types import QAInstance
-
-_BUILT = ("_client", "_pool")
 
 
 def tiny_default(llm: LLMSettings | None) -> bool:
@@ -52,12 +51,13 @@ def choose_synthesizer(inst: QAInstance, requested: str | None, llm: LLMSettings
     return "offline" if has_plan(inst) and tiny_default(llm) else "llm"
 
 
-class SynthesizeStage(Stage):
+class SynthesizeStage(LLMStage):
     """QAInstance -> EnvIndexEntry, writing the environment file (see the module docstring)."""
 
     name = "envs.synthesize"
     input_model = QAInstance
     output_model = EnvIndexEntry
+    _NOT_PICKLED = ("_client", "_pool", "_injected_client", "_injected_pool")  # built in setup(), or injected
 
     def __init__(self, out_dir: str | os.PathLike[str], *, synthesizer: Literal["offline", "llm"] | None = None,
                  llm: LLMSettings | None = None, max_attempts: int = 3,
@@ -86,12 +86,6 @@ class SynthesizeStage(Stage):
         self._client: LLMClient | None = None
         self._pool: Any = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        for k in _BUILT + ("_injected_client", "_injected_pool"):
-            state[k] = None
-        return state
-
     def setup(self) -> None:
         from astra.sandbox import SandboxPool, default_pool
 
@@ -104,18 +98,18 @@ class SynthesizeStage(Stage):
         if self._injected_client is not None:
             self._client = self._injected_client
         elif self.synthesizer == "llm" or (self.synthesizer is None and not tiny_default(self.llm)):
-            self._client = make_client(self.llm or LLMSettings.from_env())
+            self._client = self.build_client(self.llm)
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
 
     def config(self) -> dict[str, Any]:
         return {"out_dir": self.out_dir, "synthesizer": self.synthesizer,
-                "llm": None if self.llm is None else {"spec": self.llm.spec, "base_url": self.llm.base_url},
+                "llm": settings_config(self.llm),
                 "max_attempts": self.max_attempts, "on_merge_fail": self.on_merge_fail, "scale": self.scale,
                 "seed": self.seed, "exploit_check": self.exploit_check}
 
     def _client_for_llm(self) -> LLMClient:
         if self._client is None:
-            self._client = make_client(self.llm or LLMSettings.from_env())
+            self._client = self.build_client(self.llm)
         return self._client
 
     async def process(self, record: QAInstance) -> StageResult:

@@ -412,7 +412,7 @@ async def infer_multi_turn(client: LLMClient, item: BfclEntry, opts: InferenceOp
                 decoded = decoder.decode_execute(model_responses)
                 if b.is_empty_execute_response(decoded):
                     break
-            except Exception:  # noqa: BLE001 - BFCL: an undecodable reply ends the turn
+            except Exception:  # BFCL: an undecodable reply ends the turn
                 break
             results, _ = b.execute(decoded, initial_config, involved, run_name, entry_id,
                                    long_context=long_context, is_evaL_run=False)

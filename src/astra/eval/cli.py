@@ -22,8 +22,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from astra.cli_common import cli_errors, console
-from astra.llm.cli import takes_llm_options
+from astra.cli_common import cli_errors, console, takes_llm_options
 from astra.llm.options import LLMOptions
 
 app = typer.Typer(

@@ -34,7 +34,7 @@ import typer
 from pydantic import BaseModel, Field
 from rich.text import Text
 
-from astra.llm.cli import takes_llm_options
+from astra.cli_common import takes_llm_options
 from astra.llm.options import LLMOptions
 from astra.types import Environment
 
@@ -194,7 +194,7 @@ async def run_episode(env: Environment, client: Any, *, max_turns: int = 8, dist
                 session.finish(resp.content)
                 break
             messages = [*messages, _response_message(resp), *await session.astep(resp.tool_calls)]
-    except Exception as e:  # noqa: BLE001 - one failing episode must not end the evaluation
+    except Exception as e:  # one failing episode must not end the evaluation
         error = f"{type(e).__name__}: {e}"[:500]
         if not session.done:
             session.finish(None)

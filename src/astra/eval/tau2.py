@@ -369,7 +369,7 @@ def _simulate(domain: str, task: Any, trial: int, seed: int, agent_key: str, use
                          llm_agent=agent_key, llm_args_agent=dict(agent_args), llm_user=user_key,
                          llm_args_user=dict(user_args), max_steps=max_steps, max_errors=max_errors,
                          evaluation_type=t.EvaluationType.ALL, seed=seed)
-    except Exception as e:  # noqa: BLE001 - τ²'s skip_failed_samples: the sample scores 0
+    except Exception as e:  # τ²'s skip_failed_samples: the sample scores 0
         return TrialResult(domain, task.id, trial, seed, 0.0, "failed", error=f"{type(e).__name__}: {e}")
     sim.trial = trial
     reward = float(sim.reward_info.reward) if sim.reward_info is not None else 0.0

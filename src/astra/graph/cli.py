@@ -28,6 +28,7 @@ from astra.cli_common import (
     cli_errors,
     console,
     run_stage_cli,
+    takes_llm_options,
 )
 from astra.errors import ConfigError, InputError
 from astra.graph.dataflow import EDGE_THRESHOLD
@@ -41,7 +42,6 @@ from astra.graph.stages import (
     parse_sources,
 )
 from astra.graph.verify import parse_checks
-from astra.llm.cli import takes_llm_options
 from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.types import Chain

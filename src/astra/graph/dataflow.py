@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from astra.tools.schema import json_types
 from astra.types import Tool, ToolServer
 
 #: A field/parameter match at or above this score makes a data-flow edge.
@@ -118,27 +119,6 @@ def tokens(text: str) -> set[str]:
 def is_identifier_name(name: str) -> bool:
     """``id``, ``order_id``, ``recipe_ids``, ``userUuid`` ..."""
     return bool(_ID_SUFFIX.search("_".join(split_name(name))))
-
-
-def json_types(schema: dict[str, Any] | None) -> set[str]:
-    """The JSON types a schema admits (``null`` dropped); empty when unknown."""
-    if not isinstance(schema, dict):
-        return set()
-    t = schema.get("type")
-    out: set[str] = set()
-    if isinstance(t, str):
-        out.add(t)
-    elif isinstance(t, list):
-        out.update(x for x in t if isinstance(x, str))
-    for key in ("anyOf", "oneOf", "allOf"):
-        for sub in schema.get(key) or []:
-            out |= json_types(sub)
-    if not out and "enum" in schema:
-        vals = schema["enum"] or []
-        if vals and all(isinstance(v, str) for v in vals):
-            out.add("string")
-    out.discard("null")
-    return out
 
 
 def _array_item_types(schema: dict[str, Any] | None) -> set[str]:
@@ -342,8 +322,7 @@ def output_fields(tool: Tool, *, max_depth: int = 6) -> list[OutField]:
         if isinstance(items, dict):
             walk(items, f"{prefix}[]", parent, depth + 1)
 
-    has_structure = isinstance(schema, dict) and _has_structure(schema)
-    if has_structure:
+    if isinstance(schema, dict) and _has_structure(schema):
         walk(schema, "", None, 0)
         if not out:  # a scalar (or list of scalars) result: the tool's name names it
             out.append(_bare_result(tool, schema))
@@ -626,10 +605,9 @@ def param_bindings(src: Tool, dst: Tool, server_tools: list[str], *, threshold: 
     """For each (required, by default) parameter of ``dst``, the best field of ``src``
     that fills it with a score >= ``threshold``."""
     fields = [f for f in output_fields(src) if not _into_same_collection(f, dst)]
-    props = dst.properties
     out = []
     for pname in params if params is not None else dst.required:
-        pschema = props.get(pname) if isinstance(props.get(pname), dict) else {}
+        pschema = dst.param_schema(pname)
         best: tuple[Match, OutField] | None = None
         for fld in fields:
             m = match_field(fld, pname, pschema, src_tool=src.name, dst_tool=dst.name,
@@ -664,8 +642,7 @@ def binding_table(server: ToolServer, *, threshold: float = EDGE_THRESHOLD) -> d
     if _MATCHER == "semantic":  # one batch for every text the pairs below compare
         texts = [field_text(f) for t in server.tools for f in output_fields(t)]
         for t in server.tools:
-            props = t.properties
-            texts += [param_text(p, props.get(p) if isinstance(props.get(p), dict) else {}) for p in t.required]
+            texts += [param_text(p, t.param_schema(p)) for p in t.required]
         prime_embeddings(texts)
     table: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for a in server.tools:

@@ -138,7 +138,7 @@ def entry_tools(server: ToolServer) -> list[str]:
     """The tools of ``server`` whose required inputs a user can give (no opaque identifier)."""
     names = [t.name for t in server.tools]
     return [t.name for t in server.tools
-            if not any(is_opaque(p, t.properties.get(p) if isinstance(t.properties.get(p), dict) else {}, names)
+            if not any(is_opaque(p, t.param_schema(p), names)
                        for p in t.required)]
 
 

@@ -39,7 +39,7 @@ def compact(text: str, limit: int = 500) -> str:
 
 
 def _type_of(schema: dict[str, Any]) -> str:
-    from astra.graph.dataflow import json_types
+    from astra.tools.schema import json_types
 
     ts = sorted(json_types(schema))
     return "|".join(ts) if ts else "any"

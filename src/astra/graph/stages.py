@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,13 @@ from astra.graph.verify import (
 )
 from astra.graph.walks import random_walks, walk_chains
 from astra.io import read_records, write_json
-from astra.llm import LLMClient, LLMSettings, make_client
+from astra.llm import LLMClient, LLMSettings
 from astra.pipeline import Stage, StagePaths, StageResult
+from astra.pipeline.llm_stage import LLMStage, settings_config
 from astra.types import Chain, ToolServer
 
 
-def parse_sources(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+def parse_sources(spec: str | Sequence[str]) -> list[str]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     bad = [s for s in items if s not in SOURCES]
     if bad or not items:
@@ -43,39 +45,12 @@ def parse_sources(spec: str | list[str] | tuple[str, ...]) -> list[str]:
     return [s for s in SOURCES if s in items]
 
 
-def _settings_config(s: LLMSettings | None) -> dict[str, Any] | None:
-    return None if s is None else {"spec": s.spec, "base_url": s.base_url}
-
-
-class _LLMStage(Stage):
-    """Shared client handling: settings on the object, the client built in setup."""
-
-    def _make(self, settings: LLMSettings | None, injected: LLMClient | None) -> LLMClient:
-        if injected is not None:
-            return injected
-        return make_client(settings or LLMSettings.from_env())
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        for k in _BUILT:
-            state.pop(k, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        for k in _BUILT:
-            self.__dict__.setdefault(k, None)
-
-
-_BUILT = ("_client", "_bt_client", "_servers")  # built in setup(), never pickled
-
-
 # ---------------------------------------------------------------------------------
 # build
 # ---------------------------------------------------------------------------------
 
 
-class BuildGraphStage(_LLMStage):
+class BuildGraphStage(LLMStage):
     """ToolServer -> ToolGraph. ``sources``: ``dataflow`` (schema data flow, no LLM) and/or
     ``llm`` (``proposals`` samples of ``chains_per_proposal`` (task, chain) pairs)."""
 
@@ -83,7 +58,7 @@ class BuildGraphStage(_LLMStage):
     input_model = ToolServer
     output_model = ToolGraph
 
-    def __init__(self, *, sources: str | list[str] = (DATAFLOW,), llm: LLMSettings | None = None,
+    def __init__(self, *, sources: str | Sequence[str] = (DATAFLOW,), llm: LLMSettings | None = None,
                  proposals: int = 3, chains_per_proposal: int = 5, max_len: int = 5,
                  temperature: float = 0.8, dataflow_weight: float = 1.0, threshold: float = EDGE_THRESHOLD,
                  matcher: str = "semantic", client: LLMClient | None = None) -> None:
@@ -106,13 +81,13 @@ class BuildGraphStage(_LLMStage):
     def setup(self) -> None:
         set_matcher(self.matcher)
         if LLM in self.sources:
-            self._client = self._make(self.llm, self._injected)
+            self._client = self.build_client(self.llm, self._injected)
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"sources": self.sources, "dataflow_weight": self.dataflow_weight,
                                "threshold": self.threshold, "matcher": self.matcher}
         if LLM in self.sources:
-            cfg.update(llm=_settings_config(self.llm), proposals=self.proposals,
+            cfg.update(llm=settings_config(self.llm), proposals=self.proposals,
                        chains_per_proposal=self.chains_per_proposal, max_len=self.max_len,
                        temperature=self.temperature)
         return cfg
@@ -205,7 +180,7 @@ def load_servers(tools: str | os.PathLike[str]) -> dict[str, ToolServer]:
     return {s.name: s for s in records}
 
 
-class VerifyChainsStage(_LLMStage):
+class VerifyChainsStage(LLMStage):
     """Chain -> Chain, kept iff it passes every selected check (``args``, ``vote``,
     ``backtranslate``). ``tools`` is the tools file the graphs were built from (or the
     servers themselves)."""
@@ -213,8 +188,9 @@ class VerifyChainsStage(_LLMStage):
     name = "graph.verify"
     input_model = Chain
     output_model = Chain
+    _NOT_PICKLED = ("_client", "_bt_client", "_servers")  # built in setup()
 
-    def __init__(self, tools: str | os.PathLike[str] | list[ToolServer], *, checks: str | list[str] = ("args",),
+    def __init__(self, tools: str | os.PathLike[str] | list[ToolServer], *, checks: str | Sequence[str] = ("args",),
                  votes: int = 3, llm: LLMSettings | None = None, bt_llm: LLMSettings | None = None,
                  vote_temperature: float = 0.7, client: LLMClient | None = None,
                  bt_client: LLMClient | None = None) -> None:
@@ -248,9 +224,9 @@ class VerifyChainsStage(_LLMStage):
         self._servers = ({s.name: s for s in self._given} if self._given is not None
                          else load_servers(self.tools_path or ""))
         if self.uses_llm:
-            self._client = self._make(self.llm, self._injected)
+            self._client = self.build_client(self.llm, self._injected)
             if self._injected_bt is not None or self.bt_llm is not None:
-                self._bt_client = self._make(self.bt_llm, self._injected_bt)
+                self._bt_client = self.build_client(self.bt_llm, self._injected_bt)
             else:
                 self._bt_client = self._client
 
@@ -259,9 +235,9 @@ class VerifyChainsStage(_LLMStage):
         if "vote" in self.checks:
             cfg.update(votes=self.votes, vote_temperature=self.vote_temperature)
         if self.uses_llm:
-            cfg["llm"] = _settings_config(self.llm)
+            cfg["llm"] = settings_config(self.llm)
         if "backtranslate" in self.checks:
-            cfg["bt_llm"] = _settings_config(self.bt_llm) or cfg["llm"]
+            cfg["bt_llm"] = settings_config(self.bt_llm) or cfg["llm"]
         return cfg
 
     async def process(self, record: Chain) -> StageResult:

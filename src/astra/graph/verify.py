@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,7 +57,7 @@ from astra.types import ToolServer
 CHECKS = ("args", "vote", "backtranslate")
 
 
-def parse_checks(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+def parse_checks(spec: str | Sequence[str]) -> list[str]:
     """``"args,vote"`` -> ``["args", "vote"]`` (validated, in canonical order)."""
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     bad = [s for s in items if s not in CHECKS]
@@ -122,10 +123,9 @@ def resolve_args(server: ToolServer, tools: list[str], *, threshold: float = EDG
     problems: list[str] = []
     for j, name in enumerate(tools):
         tool = by_name[name]
-        props = tool.properties
         args: dict[str, Any] = {}
         for p in tool.required:
-            pschema = props.get(p) if isinstance(props.get(p), dict) else {}
+            pschema = tool.param_schema(p)
             opaque = is_opaque(p, pschema, names)
             best: tuple[float, int, dict[str, Any]] | None = None
             for i in range(j):

@@ -24,9 +24,9 @@ from astra.cli_common import (
     SkipFailedOpt,
     cli_errors,
     run_stage_cli,
+    takes_llm_options,
 )
 from astra.judge.stages import DEFAULT_MIN_SCORE, JudgeStage
-from astra.llm.cli import takes_llm_options
 from astra.llm.options import LLMOptions
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from astra.errors import ConfigError
 from astra.judge.judge import Judge, JudgeMode, judgement_summary
-from astra.llm import LLMClient, LLMSettings, make_client
-from astra.pipeline import Stage, StageResult
+from astra.llm import LLMClient, LLMSettings
+from astra.pipeline import StageResult
+from astra.pipeline.llm_stage import LLMStage, settings_config
 from astra.tasks.gates import trajectory_gates
 from astra.types import Trajectory
 
@@ -35,8 +36,9 @@ def resolve_mode(mode: str | None, settings: LLMSettings | None) -> JudgeMode:
     return "offline" if spec == "embedded" else "llm"
 
 
-class JudgeStage(Stage[Trajectory, Trajectory]):
+class JudgeStage(LLMStage[Trajectory, Trajectory]):
     name = "judge"
+    _NOT_PICKLED = ("_client", "_judge")
     input_model = Trajectory
     output_model = Trajectory
 
@@ -54,23 +56,16 @@ class JudgeStage(Stage[Trajectory, Trajectory]):
         self._client = client
         self._judge: Judge | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_client"] = None
-        state["_judge"] = None
-        return state
-
     def setup(self) -> None:
         client = None
         if self.mode == "llm":
-            client = self._client or make_client(self.settings or LLMSettings.from_env())
+            client = self.build_client(self.settings, self._client)
             self._client = client
         self._judge = Judge(self.mode, client, max_tokens=self.max_tokens, temperature=self.temperature)
 
     def config(self) -> dict[str, Any]:
         return {"mode": self.mode, "min_score": self.min_score,
-                "llm": None if self.mode == "offline" or self.settings is None else
-                {"spec": self.settings.spec, "base_url": self.settings.base_url},
+                "llm": None if self.mode == "offline" else settings_config(self.settings),
                 "temperature": self.temperature}
 
     async def process(self, record: Trajectory) -> StageResult:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -57,10 +58,10 @@ class LLMSettings(BaseModel):
     def from_env(cls, **overrides) -> LLMSettings:
         """Defaults from ``ASTRA_LLM``, ``ASTRA_BASE_URL``, ``ASTRA_RESPONSE_FORMAT``,
         ``ASTRA_MODEL_FINGERPRINT``; explicit values win."""
-        base = {"spec": os.environ.get("ASTRA_LLM", "embedded"),
-                "base_url": os.environ.get("ASTRA_BASE_URL") or None,
-                "response_format": os.environ.get("ASTRA_RESPONSE_FORMAT") or "auto",
-                "model_fingerprint": os.environ.get("ASTRA_MODEL_FINGERPRINT") or None}
+        base: dict[str, Any] = {"spec": os.environ.get("ASTRA_LLM", "embedded"),
+                                "base_url": os.environ.get("ASTRA_BASE_URL") or None,
+                                "response_format": os.environ.get("ASTRA_RESPONSE_FORMAT") or "auto",
+                                "model_fingerprint": os.environ.get("ASTRA_MODEL_FINGERPRINT") or None}
         base.update({k: v for k, v in overrides.items() if v is not None})
         if base["response_format"] not in RESPONSE_FORMATS:
             raise ConfigError(f"unknown response format {base['response_format']!r} (ASTRA_RESPONSE_FORMAT "

@@ -34,9 +34,11 @@ class Provider(Protocol):
     it reaches, used in cache keys instead of ``provider_id`` (the OpenAI provider asks the
     server, so that the same model behind another URL shares the cache)."""
 
-    #: Stable identity of the model behind the provider (a label, and the cache identity
-    #: of providers without ``cache_identity``).
-    provider_id: str
+    @property
+    def provider_id(self) -> str:
+        """Stable identity of the model behind the provider (a label, and the cache identity
+        of providers without ``cache_identity``)."""
+        ...
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
 

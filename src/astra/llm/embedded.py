@@ -160,7 +160,7 @@ class EmbeddedProvider:
                 "batch_wait": self.batch_wait, "threads": self.threads}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["model_ref"], max_batch=state["max_batch"],
+        self.__init__(state["model_ref"], max_batch=state["max_batch"],  # type: ignore[misc]
                       batch_wait=state["batch_wait"], threads=state["threads"])
 
     @property
@@ -210,6 +210,7 @@ class EmbeddedProvider:
                 groups.setdefault(_sampling_key(req), []).append((req, fut))
             for items in groups.values():
                 reqs = [r for r, _ in items]
+                results: list[Any]
                 try:
                     results = await asyncio.to_thread(self.generate_each, reqs)
                 except Exception as e:  # the model itself failed: every waiting request gets it

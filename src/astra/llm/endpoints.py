@@ -50,7 +50,8 @@ class EndpointStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.path) + ".lock", timeout=30):
                 data = self._read()
-                entry = data.get(key) if isinstance(data.get(key), dict) else {}
+                old = data.get(key)
+                entry: dict[str, Any] = old if isinstance(old, dict) else {}
                 entry.update(fields)
                 entry["updated"] = round(time.time(), 3)
                 data[key] = entry

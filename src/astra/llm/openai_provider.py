@@ -117,7 +117,7 @@ class OpenAIProvider:
 
     def __setstate__(self, state: dict) -> None:
         store = EndpointStore(state.pop("store"))
-        self.__init__(state.pop("model"), store=store, **state)
+        self.__init__(state.pop("model"), store=store, **state)  # type: ignore[misc]
 
     # -- structured output ---------------------------------------------------------
     def structured_mode(self) -> str:

@@ -3,7 +3,7 @@
 Every command that talks to a model takes the same options (``--llm``, ``--base-url``,
 ``--api-key-env``, ``--llm-concurrency``, ``--no-cache``, ``--llm-timeout`` and, with
 ``--base-url``, ``--response-format`` and ``--model-fingerprint``). They are declared once,
-in :mod:`astra.llm.cli`, and reach the command as one :class:`LLMOptions`.
+in :mod:`astra.cli_common`, and reach the command as one :class:`LLMOptions`.
 """
 
 from __future__ import annotations

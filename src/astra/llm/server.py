@@ -119,11 +119,12 @@ def chat_request(body: Any, *, max_tokens_cap: int | None = None) -> ChatRequest
             max_tokens = min(int(max_tokens), max_tokens_cap)
         except (TypeError, ValueError):
             raise RequestRefused(f"max_tokens must be an integer, got {max_tokens!r}", "max_tokens") from None
+    temperature, top_p = body.get("temperature"), body.get("top_p")
     try:
         return ChatRequest(
             messages=_messages(body.get("messages")), tools=tools,
-            temperature=float(body.get("temperature") if body.get("temperature") is not None else 0.0),
-            top_p=float(body.get("top_p") if body.get("top_p") is not None else 1.0),
+            temperature=float(temperature if temperature is not None else 0.0),
+            top_p=float(top_p if top_p is not None else 1.0),
             max_tokens=int(max_tokens), seed=body.get("seed"), stop=stop or None,
         )
     except (TypeError, ValueError) as e:

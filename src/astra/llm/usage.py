@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 _current_stage: contextvars.ContextVar[str] = contextvars.ContextVar("astra_stage", default="-")
 #: The usage of the record being processed (set by :func:`record_scope`): (stage, Usage).
@@ -81,7 +82,7 @@ class UsageBook:
                 out[k] = u
             return out
 
-    def merge(self, other: dict[str, dict | Usage]) -> None:
+    def merge(self, other: Mapping[str, dict[str, Any] | Usage]) -> None:
         with self._lock:
             for stage, u in other.items():
                 if isinstance(u, dict):

@@ -16,6 +16,9 @@ from astra.llm.usage import Usage
 
 log = logging.getLogger("astra.pipeline")
 
+#: How a run ended (or ``running``).
+RunStatus = Literal["running", "complete", "interrupted", "error", "stopped"]
+
 
 @dataclass(frozen=True)
 class StagePaths:
@@ -56,7 +59,7 @@ class Manifest(BaseModel):
     skip_failed: bool = False  # failed inputs of earlier runs were left failed, not retried
     # complete: every input read was decided or failed; stopped: the endpoint breaker
     # stopped the run early; error: the run itself raised; interrupted: Ctrl-C
-    status: Literal["running", "complete", "interrupted", "error", "stopped"] = "running"
+    status: RunStatus = "running"
     error: str | None = None  # why the run itself stopped (status "error" / "stopped")
     started_at: str = ""
     updated_at: str = ""

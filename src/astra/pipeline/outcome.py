@@ -74,7 +74,7 @@ def usage_minus(a: Usage, b: Usage) -> Usage:
 def _out_key(rec: Record) -> str | None:
     try:
         return rec.record_key()
-    except Exception:  # noqa: BLE001 - a model without a key is still a valid output
+    except Exception:  # a model without a key is still a valid output
         return None
 
 
@@ -106,7 +106,7 @@ async def _process(stage: Stage, key: str, record: Record, t0: float) -> Outcome
             (r if isinstance(r, Rejection) else Rejection.model_validate(r)).model_dump(mode="json")
             for r in result.rejections
         ]
-    except Exception as e:  # noqa: BLE001 - recorded in the ledger, the run goes on
+    except Exception as e:  # recorded in the ledger, the run goes on
         log.warning("%s: input %r failed: %s: %s", stage.name, key, type(e).__name__, e)
         log.debug("traceback", exc_info=True)
         return failure(key, e, time.perf_counter() - t0)

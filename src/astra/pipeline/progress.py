@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Progress:
     def __init__(self, enabled: bool, name: str, total: int | None) -> None:
@@ -39,7 +41,7 @@ class Progress:
         if self._p is not None:
             self._p.stop()
 
-    def advance(self, **fields: int) -> None:
+    def advance(self, **fields: Any) -> None:
         if self._p is not None:
             self._p.update(self._task, advance=1, **fields)
 

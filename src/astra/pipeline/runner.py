@@ -77,7 +77,7 @@ from astra.llm.usage import USAGE, Usage
 from astra.pipeline.executors import Executor, make_executor
 from astra.pipeline.failures import ENDPOINT
 from astra.pipeline.ledger import Ledger, truncate_outputs
-from astra.pipeline.manifest import Manifest, StagePaths, load_manifest
+from astra.pipeline.manifest import Manifest, RunStatus, StagePaths, load_manifest
 from astra.pipeline.outcome import Outcome, usage_dict, usage_minus
 from astra.pipeline.progress import Progress
 from astra.pipeline.stage import Stage
@@ -309,7 +309,7 @@ class _StageRun:
     def run_usage(self) -> Usage:
         return usage_minus(USAGE.get(self.stage.name), self.usage_start)
 
-    def manifest(self, status: str, error: str | None = None) -> Manifest:
+    def manifest(self, status: RunStatus, error: str | None = None) -> Manifest:
         run = self.run
         use = Usage()
         use.add(self.prior_usage)
@@ -407,7 +407,8 @@ class _StageRun:
     async def execute(self, ex: Any) -> Manifest:
         """Run every input through ``ex``; the final manifest (written whatever happens)."""
         queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(maxsize=2 * self.concurrency)
-        status, error = "complete", None
+        status: RunStatus = "complete"
+        error: str | None = None
         try:
             with self.bar:
                 await ex.start()

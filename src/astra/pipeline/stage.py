@@ -53,7 +53,7 @@ class Stage(ABC, Generic[In, Out]):
     async def process(self, record: In) -> StageResult:
         """Map one input to its outputs and rejections. Raising marks the input failed."""
 
-    def setup(self) -> None:  # noqa: B027 - optional hook
+    def setup(self) -> None:  # optional hook
         """Build heavy resources; called once per process (and per Ray worker) before
         processing. Runs inside ``stage_scope(self.name)``, so LLM usage counts."""
 

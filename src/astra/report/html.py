@@ -72,7 +72,7 @@ BFCL_JSONL = re.compile(r"_(result|score)\.json$")
 def _safe(fn: Callable[[], Any], what: str, problems: list[str], default: Any = None) -> Any:
     try:
         return fn()
-    except Exception as e:  # noqa: BLE001 - a broken part must not stop the report
+    except Exception as e:  # a broken part must not stop the report
         log.warning("report: %s: %s", what, e)
         problems.append(f"{what}: {type(e).__name__}: {str(e)[:300]}")
         return default

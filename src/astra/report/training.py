@@ -266,7 +266,7 @@ def gather_training(run: Path, problems: list[str]) -> list[dict[str, Any]]:
         elif rows:
             try:
                 item["img"] = curves(rows, panels)
-            except Exception as e:  # noqa: BLE001 - a broken picture must not stop the report
+            except Exception as e:  # a broken picture must not stop the report
                 problems.append(f"plotting {name} {logs}: {type(e).__name__}: {str(e)[:200]}")
             item["img_source"] = f"drawn from {logs} ({len(steps)} steps)"
         if item["img"] is None and item["table"] is None and (d / "curves.png").exists():

@@ -90,7 +90,7 @@ class PythonBackend:
             msg = str(e)
             status = INVALID_ARGUMENTS if msg.startswith(("invalid arguments", "arguments for tool")) else TOOL_ERROR
             return ToolOutcome.failure(status, msg, backend=self.name)
-        except Exception as e:  # noqa: BLE001 - a bug in the tool: the agent sees an error
+        except Exception as e:  # a bug in the tool: the agent sees an error
             return ToolOutcome.failure(TOOL_ERROR, f"{type(e).__name__}: {e}", backend=self.name)
         return ToolOutcome.success(value, backend=self.name)
 
@@ -115,7 +115,7 @@ class PythonFactory:
     def __call__(self) -> PythonBackend:
         try:
             ex = copy.deepcopy(self._pristine)
-        except Exception:  # noqa: BLE001
+        except Exception:
             ex = self._make(self.target)
         return PythonBackend(ex)
 
@@ -215,7 +215,7 @@ class MCPBackend:
         if stack is not None:
             try:
                 await stack.aclose()
-            except Exception as e:  # noqa: BLE001 - a dead transport may fail to close
+            except Exception as e:  # a dead transport may fail to close
                 log.debug("closing MCP session of %s: %s", self.server.name, e)
 
     async def _session_or_connect(self) -> Any:
@@ -223,7 +223,7 @@ class MCPBackend:
             return self._session
         try:
             return await self._connect()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise ServerUnreachable(f"MCP server {self.server.name!r} unavailable: {e}") from None
 
     async def _call_once(self, session: Any, tool: Tool, args: dict[str, Any]) -> Any:
@@ -238,7 +238,7 @@ class MCPBackend:
         session = await self._session_or_connect()
         try:
             result = await self._call_once(session, tool, args)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if _is_timeout(e):
                 return ToolOutcome.failure(TIMEOUT, f"{tool.name} did not answer within {self.timeout:g} s",
                                            backend=self.name)
@@ -251,7 +251,7 @@ class MCPBackend:
             try:
                 session = await self._connect()
                 result = await self._call_once(session, tool, args)
-            except Exception as e2:  # noqa: BLE001
+            except Exception as e2:
                 if _is_timeout(e2):
                     return ToolOutcome.failure(TIMEOUT, f"{tool.name} did not answer within {self.timeout:g} s",
                                                backend=self.name, reconnected=True)

@@ -27,8 +27,8 @@ from astra.cli_common import (
     cli_errors,
     note,
     run_stage_cli,
+    takes_llm_options,
 )
-from astra.llm.cli import takes_llm_options
 from astra.llm.options import LLMOptions
 from astra.rollout.agent import DEFAULT_MAX_TURNS
 from astra.rollout.emulator import DEFAULT_FAILURE_RATE

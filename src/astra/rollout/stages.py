@@ -29,8 +29,9 @@ from typing import Any
 
 from astra.errors import ConfigError, InputError
 from astra.llm import LLMClient, LLMSettings, make_client
-from astra.pipeline import Stage, StageResult
+from astra.pipeline import StageResult
 from astra.pipeline.failures import is_endpoint_failure
+from astra.pipeline.llm_stage import LLMStage, settings_config
 from astra.rollout.agent import DEFAULT_MAX_TURNS, AgentRun, RolloutFailure, run_agent
 from astra.rollout.backends import BackendUnavailable, SessionOpener
 from astra.rollout.chain_executor import run_chain_executor
@@ -79,10 +80,12 @@ def rollout_rng(seed: int, task_id: str, sample: int) -> random.Random:
     return random.Random(f"astra.rollout:{seed}:{task_id}:{sample}")
 
 
-class RolloutStage(Stage[Task, Trajectory]):
+class RolloutStage(LLMStage[Task, Trajectory]):
     name = "rollout"
     input_model = Task
     output_model = Trajectory
+    #: built in setup(), or given to the constructor
+    _NOT_PICKLED = ("_client", "_emulator_client", "_pool", "_table", "_mcp_opener")
 
     def __init__(
         self,
@@ -141,13 +144,6 @@ class RolloutStage(Stage[Task, Trajectory]):
         self._pool: BackendPool | None = None
         self._table: dict[str, ToolServer] | None = None
 
-    # -- pickling for Ray: built things stay behind
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        for k in ("_client", "_emulator_client", "_pool", "_table", "_mcp_opener"):
-            state[k] = None
-        return state
-
     def setup(self) -> None:
         servers = self.servers if self.servers is not None else load_servers(self.tools_path)
         self._table = {s.name: s for s in servers}
@@ -192,8 +188,7 @@ class RolloutStage(Stage[Task, Trajectory]):
     def config(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
-            "agent_llm": None if self.agent_settings is None else
-            {"spec": self.agent_settings.spec, "base_url": self.agent_settings.base_url},
+            "agent_llm": settings_config(self.agent_settings),
             "emulator_llm": self.emulator_spec() if self._emulator_client is None else "<injected>",
             "tools": self.tools_path or ("<given>" if self.servers is not None else "sample"),
             "max_turns": self.max_turns, "samples": self.samples, "temperature": self.temperature,

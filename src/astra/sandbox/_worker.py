@@ -1021,7 +1021,7 @@ def run_job(job: dict, workdir: str, violations: list) -> tuple[dict, int]:
             res.update(status="exit", exit_code=exit_code)
         else:
             res.update(status="raised", error={**_format_exc(e), "phase": phase})
-    except BaseException as e:  # noqa: BLE001 - everything the code raises is reported
+    except BaseException as e:  # everything the code raises is reported
         info = _format_exc(e)
         if mode == "exec":
             try:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -52,7 +53,7 @@ from astra.types import Record, Rejection, Task
 AUGMENT_MODES = ("diversity", "complexity", "persona")
 
 
-def parse_modes(spec: str | list[str]) -> list[str]:
+def parse_modes(spec: str | Sequence[str]) -> list[str]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     bad = [s for s in items if s not in AUGMENT_MODES]
     if bad:

@@ -32,10 +32,10 @@ from astra.cli_common import (
     console,
     print_manifest,
     run_stage_cli,
+    takes_llm_options,
 )
 from astra.errors import ConfigError, InputError
 from astra.llm import LLMSettings
-from astra.llm.cli import takes_llm_options
 from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.tasks.dedup import DEFAULT_DEDUP_THRESHOLD

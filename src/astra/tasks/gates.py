@@ -130,16 +130,16 @@ def grammar_gate(query: str) -> str | None:
     """What is broken in the sentence, or None."""
     q = query.strip()
     problems = []
-    for m in _THIRD_PERSON.finditer(q):
-        if not m.group(1).lower().endswith(_SINGULAR_S) and m.group(1).lower() not in ("this", "access", "process"):
-            problems.append(f"a verb in the third person after {m.group(0).split()[0]!r}: {m.group(0)!r}")
+    for t in _THIRD_PERSON.finditer(q):
+        if not t.group(1).lower().endswith(_SINGULAR_S) and t.group(1).lower() not in ("this", "access", "process"):
+            problems.append(f"a verb in the third person after {t.group(0).split()[0]!r}: {t.group(0)!r}")
             break
-    m = _MODAL_NO_VERB.search(q) or _PLEASE_NO_VERB.search(q)
+    m: re.Match[str] | None = _MODAL_NO_VERB.search(q) or _PLEASE_NO_VERB.search(q)
     if m:
         problems.append(f"no verb after {m.group(0)!r}")
-    for m in _DOUBLE.finditer(q):
-        if m.group(1).lower() not in ("that", "had", "very", "bye", "no"):
-            problems.append(f"doubled word {m.group(0)!r}")
+    for d in _DOUBLE.finditer(q):
+        if d.group(1).lower() not in ("that", "had", "very", "bye", "no"):
+            problems.append(f"doubled word {d.group(0)!r}")
             break
     m = _DOUBLE_ART.search(q)
     if m:
@@ -270,7 +270,9 @@ def trajectory_gates(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     from types import SimpleNamespace
 
     query = next((str(m.get("content") or "") for m in messages if m.get("role") == "user"), "")
-    steps, results, seen_text = [], [], query
+    steps: list[dict[str, Any]] = []
+    results: list[Any] = []
+    seen_text = query
     for m in messages:
         if m.get("role") == "assistant":
             for tc in m.get("tool_calls") or []:

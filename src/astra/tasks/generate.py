@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,7 @@ from astra.llm import LLMClient
 from astra.llm.errors import LLMError
 from astra.pipeline.failures import is_endpoint_failure
 from astra.prompts import render
-from astra.tasks.plan.execute import ExecutorFactory, PlanError, execute_plan, executor_factory
+from astra.tasks.plan.execute import Executor, PlanError, execute_plan, executor_factory
 from astra.tasks.plan.format import Plan, PlanStep
 from astra.tasks.plan.resolve import StepArgs, resolve_steps
 from astra.tasks.plan.search import find_plans
@@ -108,7 +109,7 @@ class ServerContext:
     """What generation needs per server, built once: executor factory and value pool."""
 
     server: ToolServer
-    factory: ExecutorFactory | None
+    factory: Callable[[], Executor] | None
     pool: ValuePool
 
 

@@ -225,7 +225,7 @@ def _replace_np(text: str, nouns: list[str], repl: str) -> tuple[str, bool]:
                 pat = pat.replace(r"\s+", r"\s+(?:[a-z]+\s+)?", 1)
             if re.search(pat, text):
                 out = repl.replace("{noun}", noun)
-                return re.sub(pat, lambda _m, o=out: o, text, count=1), True
+                return re.sub(pat, lambda _m, o=out: o, text, count=1), True  # type: ignore[misc]
     return text, False
 
 
@@ -267,13 +267,13 @@ def _value_phrase(param: str, v: Any, tool: Tool) -> tuple[str, bool]:
     if enum_values(schema) or "boolean" in types:
         if "boolean" in types and not enum_values(schema):
             return (f"with {label(param)} turned on" if v else f"with {label(param)} turned off"), False
-        tpl = _ENUM_PREP.get(p)
-        if tpl is None:
+        prep = _ENUM_PREP.get(p)
+        if prep is None:
             for key, t in _ENUM_PREP.items():
                 if p.endswith("_" + key):
-                    tpl = t
+                    prep = t
                     break
-        return (tpl or "with {label} {v}").format(v=fv, label=label(param)), False
+        return (prep or "with {label} {v}").format(v=fv, label=label(param)), False
     if is_identifier(p) or re.fullmatch(r"[A-Z]{1,5}-\d+", str(v)):
         return f"{noun_of(param)} {fv}", True
     if types & {"integer", "number"}:
@@ -502,7 +502,8 @@ def result_fields(tool: Tool, step: PlanStep, k: int = 2) -> list[str]:
     schema = tool.output_schema or {}
     if "array" in json_types(schema):
         return []
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    found = schema.get("properties")
+    props: dict[str, Any] = found if isinstance(found, dict) else {}
     names = [n for n in props if n not in step.user_args and n not in step.derived_args and n not in _BORING_FIELDS
              and "boolean" not in json_types(props.get(n))]
     ranked = sorted(names, key=lambda n: (_FIELD_PRIORITY.index(n) if n in _FIELD_PRIORITY else 99,

@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from astra.errors import ConfigError, InputError
 from astra.io import read_records
-from astra.llm import LLMClient, LLMSettings, make_client
+from astra.llm import LLMClient, LLMSettings
 from astra.llm.errors import LLMError
 from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manifest, read_outputs, run_stage
 from astra.pipeline.failures import is_endpoint_failure
+from astra.pipeline.llm_stage import LLMStage, settings_config
 from astra.tasks.augment import LLMAugmenter, OfflineAugmenter, augment_task, load_personas, parse_modes
 from astra.tasks.dedup import DEFAULT_DEDUP_THRESHOLD, select_tasks
 from astra.tasks.gates import task_gates
@@ -49,7 +51,7 @@ from astra.types import Chain, Record, Rejection, Task, ToolServer
 GENERATION_MODES = ("chain", "server")
 
 
-def parse_generation_modes(spec: str | list[str]) -> list[str]:
+def parse_generation_modes(spec: str | Sequence[str]) -> list[str]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     bad = [s for s in items if s not in GENERATION_MODES]
     if bad or not items:
@@ -100,38 +102,10 @@ def default_tools_for(chains: str | os.PathLike[str] | None) -> Path | None:
         p = default_tools_path(cp)
         if p.exists():
             return p
-    except Exception:  # noqa: BLE001 - the graph package's discovery is a convenience
+    except Exception:  # the graph package's discovery is a convenience
         pass
     p = cp.with_name("tools.jsonl")
     return p if p.exists() else None
-
-
-def _settings_config(s: LLMSettings | None) -> dict[str, Any] | None:
-    return None if s is None else {"spec": s.spec, "base_url": s.base_url}
-
-
-class _LLMStage(Stage):
-    """Settings on the object, the LLM client built once in ``setup``; a client given to
-    the constructor (tests: the scripted chat-API test double) is used as is."""
-
-    _BUILT: tuple[str, ...] = ("_client",)
-
-    def _make_client(self) -> LLMClient:
-        injected = getattr(self, "_injected", None)
-        if injected is not None:
-            return injected
-        return make_client(getattr(self, "llm", None) or LLMSettings.from_env())
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        for k in self._BUILT:
-            state.pop(k, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        for k in self._BUILT:
-            self.__dict__.setdefault(k, None)
 
 
 def _backend(value: str) -> str:
@@ -175,13 +149,13 @@ def generation_requests(chains: list[Chain] | None, servers: list[ToolServer], m
     return out
 
 
-class GenerateStage(_LLMStage):
+class GenerateStage(LLMStage):
     """GenerationRequest -> Task (0..n)."""
 
     name = "tasks.generate"
     input_model = GenerationRequest
     output_model = Task
-    _BUILT = ("_client", "_offline", "_llm")
+    _NOT_PICKLED = ("_client", "_offline", "_llm")
 
     def __init__(self, servers: list[ToolServer], *, generator: str = "offline", llm: LLMSettings | None = None,
                  per_chain: int = 2, per_server: int = 3, max_k: int = MAX_K, seed: int = 0,
@@ -207,7 +181,7 @@ class GenerateStage(_LLMStage):
     def setup(self) -> None:
         self._offline = OfflineGenerator(seed=self.seed, dry_run=self.dry_run)
         if self.generator == "llm":
-            self._client = self._make_client()
+            self._client = self.build_client(self.llm, self._injected)
             self._llm = LLMGenerator(self._client, self._offline, temperature=self.temperature)
 
     def config(self) -> dict[str, Any]:
@@ -215,7 +189,7 @@ class GenerateStage(_LLMStage):
                                "per_server": self.per_server, "max_k": self.max_k, "seed": self.seed,
                                "dry_run": self.dry_run, "servers": sorted(self.servers)}
         if self.generator == "llm":
-            cfg.update(llm=_settings_config(self.llm), temperature=self.temperature)
+            cfg.update(llm=settings_config(self.llm), temperature=self.temperature)
         return cfg
 
     async def process(self, record: GenerationRequest) -> StageResult:
@@ -246,15 +220,15 @@ class GenerateStage(_LLMStage):
 # ---------------------------------------------------------------------------------
 
 
-class AugmentStage(_LLMStage):
+class AugmentStage(LLMStage):
     """Task -> the original + valid variants (variants are passed through unchanged)."""
 
     name = "tasks.augment"
     input_model = Task
     output_model = Task
-    _BUILT = ("_client", "_offline", "_llm", "_personas")
+    _NOT_PICKLED = ("_client", "_offline", "_llm", "_personas")
 
-    def __init__(self, *, modes: str | list[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
+    def __init__(self, *, modes: str | Sequence[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
                  augmenter: str = "offline", llm: LLMSettings | None = None, seed: int = 0,
                  personas: str | None = None, servers: list[ToolServer] | None = None,
                  temperature: float = 0.8, client: LLMClient | None = None) -> None:
@@ -280,14 +254,14 @@ class AugmentStage(_LLMStage):
         personas = load_personas(self.personas_path)
         self._offline = OfflineAugmenter(self.seed, personas)
         if self.augmenter == "llm":
-            self._client = self._make_client()
+            self._client = self.build_client(self.llm, self._injected)
             self._llm = LLMAugmenter(self._client, seed=self.seed, personas=personas, temperature=self.temperature)
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"modes": self.modes, "per_mode": self.per_mode, "augmenter": self.augmenter,
                                "seed": self.seed, "personas": self.personas_path or "bundled"}
         if self.augmenter == "llm":
-            cfg.update(llm=_settings_config(self.llm), temperature=self.temperature)
+            cfg.update(llm=settings_config(self.llm), temperature=self.temperature)
         return cfg
 
     async def process(self, record: Task) -> StageResult:
@@ -303,14 +277,14 @@ class AugmentStage(_LLMStage):
 # ---------------------------------------------------------------------------------
 
 
-class ScoreStage(_LLMStage):
+class ScoreStage(LLMStage):
     """Task -> the task with ``scores``; an LLM judgement that cannot be parsed is
     ``score_unusable``; an endpoint that does not answer fails the task (retried on a rerun)."""
 
     name = "tasks.score"
     input_model = Task
     output_model = Task
-    _BUILT = ("_client", "_scorer")
+    _NOT_PICKLED = ("_client", "_scorer")
 
     def __init__(self, *, scorer: str = "offline", llm: LLMSettings | None = None,
                  servers: list[ToolServer] | None = None, client: LLMClient | None = None) -> None:
@@ -323,13 +297,13 @@ class ScoreStage(_LLMStage):
 
     def setup(self) -> None:
         if self.scorer == "llm":
-            self._client = self._make_client()
+            self._client = self.build_client(self.llm, self._injected)
             self._scorer = LLMScorer(self._client)
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"scorer": self.scorer}
         if self.scorer == "llm":
-            cfg["llm"] = _settings_config(self.llm)
+            cfg["llm"] = settings_config(self.llm)
         return cfg
 
     async def process(self, record: Task) -> StageResult:
@@ -429,7 +403,7 @@ def score_tasks(inputs: str | os.PathLike[str] | list[Task], output: str | os.Pa
 
 
 def generate_tasks(chains: str | os.PathLike[str] | list[Chain] | None, servers: list[ToolServer],
-                   output: str | os.PathLike[str], *, modes: str | list[str] = ("chain", "server"),
+                   output: str | os.PathLike[str], *, modes: str | Sequence[str] = ("chain", "server"),
                    generator: str = "offline", llm: LLMSettings | None = None, per_chain: int = 2,
                    per_server: int = 3, max_k: int = MAX_K, seed: int = 0, dry_run: bool = True,
                    client: LLMClient | None = None, **runner: Any) -> Manifest:
@@ -454,7 +428,7 @@ def generate_tasks(chains: str | os.PathLike[str] | list[Chain] | None, servers:
 
 
 def augment_tasks(inputs: str | os.PathLike[str] | list[Task], output: str | os.PathLike[str], *,
-                  modes: str | list[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
+                  modes: str | Sequence[str] = ("diversity", "complexity", "persona"), per_mode: int = 1,
                   augmenter: str = "offline", llm: LLMSettings | None = None, seed: int = 0,
                   personas: str | None = None, servers: list[ToolServer] | None = None,
                   client: LLMClient | None = None, **runner: Any) -> Manifest:

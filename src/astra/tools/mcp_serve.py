@@ -156,7 +156,7 @@ async def serve_sse_async(target: str | ToolServer, port: int, *, host: str = "1
     server = build_mcp_server(target, page_size=page_size)
     transport = SseServerTransport("/messages/")
 
-    async def handle_sse(request):  # noqa: ANN001 - starlette request
+    async def handle_sse(request):  # starlette request
         async with transport.connect_sse(request.scope, request.receive, request._send) as (read, write):
             await server.run(read, write, server.create_initialization_options())
         return Response()

@@ -7,6 +7,7 @@ these onto plain JSON Schema (``object``/``string``/``number``/``integer``/``boo
 ``array``/``null``) with inlined local references, and raises
 :class:`~astra.errors.ToolSchemaError` -- naming where -- for anything it cannot map.
 Nothing is silently replaced: every change is appended to an optional ``fixes`` list.
+:func:`json_types` reads the types a (normalized or raw) schema admits.
 
 The functions are pure: they never mutate their input.
 """
@@ -76,6 +77,37 @@ _PY_CHECK = {
     "array": lambda v: isinstance(v, list),
     "object": lambda v: isinstance(v, dict),
 }
+
+
+def json_types(schema: Any, *, enum_value_types: bool = False) -> set[str]:
+    """The JSON types a schema admits (``null`` dropped; BFCL's ``dict`` read as ``object``);
+    empty when unknown. ``anyOf`` / ``oneOf`` / ``allOf`` admit what their members admit.
+
+    A schema with no type but an ``enum`` admits ``string`` when every value is a string
+    (else its type is unknown); with ``enum_value_types``, each non-null value admits its own
+    kind instead: ``string`` for a string, ``number`` for anything else."""
+    if not isinstance(schema, dict):
+        return set()
+    out: set[str] = set()
+    t = schema.get("type")
+    if isinstance(t, str):
+        out.add(t)
+    elif isinstance(t, list):
+        out.update(x for x in t if isinstance(x, str))
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key) or []:
+            out |= json_types(sub, enum_value_types=enum_value_types)
+    values = schema.get("enum")
+    if not out and isinstance(values, list):
+        if enum_value_types:
+            out.update("string" if isinstance(v, str) else "number" for v in values if v is not None)
+        elif values and all(isinstance(v, str) for v in values):
+            out.add("string")
+    out.discard("null")
+    if "dict" in out:
+        out.discard("dict")
+        out.add("object")
+    return out
 
 
 def normalize_parameters(schema: Any, *, where: str, fixes: list[str] | None = None) -> dict[str, Any]:

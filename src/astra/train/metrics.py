@@ -241,7 +241,7 @@ class MetricsLogger:
         self.close()
 
 
-def MetricsCallback(logger: MetricsLogger):  # noqa: N802 - a class factory (transformers imported lazily)
+def MetricsCallback(logger: MetricsLogger):  # a class factory (transformers imported lazily)
     """A ``transformers.TrainerCallback`` that forwards every ``on_log`` to ``logger``."""
     from transformers import TrainerCallback
 

@@ -151,7 +151,7 @@ def _template_keeps_string_arguments(tok: Any) -> bool:
     tools = [{"type": "function", "function": {"name": "f", "description": "", "parameters": {"type": "object"}}}]
     try:
         text = tok.apply_chat_template(probe, tools=tools, tokenize=False)
-    except Exception:  # noqa: BLE001 - any template failure means: do not use it
+    except Exception:  # any template failure means: do not use it
         return False
     return '"a": 1' in text and '\\"a\\"' not in text
 
@@ -325,15 +325,15 @@ def _make_log_callback(path: Path) -> Any:
             self._seconds_at_last = 0.0
             self.tokens_per_second: list[float] = []
 
-        def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
+        def on_step_begin(self, args, state, control, **kw):
             self._step_t0 = time.perf_counter()
 
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+        def on_step_end(self, args, state, control, **kw):
             if self._step_t0 is not None:
                 self.step_seconds += time.perf_counter() - self._step_t0
                 self._step_t0 = None
 
-        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+        def on_log(self, args, state, control, logs=None, **kw):
             logs = dict(logs or {})
             rec: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                                    "time": round(time.time(), 3)}

@@ -92,7 +92,7 @@ def call_step(executor: Executor, i: int, tool: str, args: dict[str, Any]) -> An
     raises or returns an error (:func:`error_result`)."""
     try:
         result = executor.call(tool, args)
-    except Exception as e:  # noqa: BLE001 - ToolCallError or a bug in the tool: both fail the plan
+    except Exception as e:  # ToolCallError or a bug in the tool: both fail the plan
         raise PlanError(i, f"{tool} failed: {type(e).__name__}: {e}") from None
     result = jsonable(result)
     err = error_result(result)
@@ -144,7 +144,7 @@ class ExecutorFactory:
     def __call__(self) -> Executor:
         try:
             return copy.deepcopy(self._pristine)
-        except Exception:  # noqa: BLE001 - an instance that cannot be copied: build anew
+        except Exception:  # an instance that cannot be copied: build anew
             return self._make(self.target)
 
 

@@ -5,27 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from astra.tools import schema as tools_schema
+
 
 def json_types(schema: Any) -> set[str]:
-    """The JSON types a schema admits (``null`` dropped)."""
-    if not isinstance(schema, dict):
-        return set()
-    out: set[str] = set()
-    t = schema.get("type")
-    if isinstance(t, str):
-        out.add(t)
-    elif isinstance(t, list):
-        out.update(x for x in t if isinstance(x, str))
-    for key in ("anyOf", "oneOf", "allOf"):
-        for sub in schema.get(key) or []:
-            out |= json_types(sub)
-    if not out and isinstance(schema.get("enum"), list):
-        out.update("string" if isinstance(v, str) else "number" for v in schema["enum"] if v is not None)
-    out.discard("null")
-    if "dict" in out:  # BFCL-style
-        out.discard("dict")
-        out.add("object")
-    return out
+    """The JSON types a schema admits (:func:`astra.tools.schema.json_types`), an untyped
+    enum admitting the kinds of its values: what the value pool types its candidates by."""
+    return tools_schema.json_types(schema, enum_value_types=True)
 
 
 def enum_values(schema: Any) -> list[Any]:

@@ -98,7 +98,7 @@ def _step_user_args(sa: StepArgs, tool: Tool, pool: ValuePool, rng: random.Rando
     for p, v in args.items():
         if p not in given:
             given[p] = v
-            given_schemas[p] = tool.properties.get(p) if isinstance(tool.properties.get(p), dict) else {}
+            given_schemas[p] = tool.param_schema(p)
     return {p: args[p] for p in tool.properties if p in args}
 
 
@@ -178,7 +178,7 @@ def _separate_pairs(args: dict[str, Any], tool: Tool, pool: ValuePool, rng: rand
             if pl.startswith(pre):
                 q = other + p[len(pre):] if pre.endswith("_") else other
                 if q in args and args[q] == args[p]:
-                    qs = tool.properties.get(q) if isinstance(tool.properties.get(q), dict) else {}
+                    qs = tool.param_schema(q)
                     others = [c for c in pool.candidates(tool, q) + description_examples(qs)
                               + realistic_values(q, str(qs.get("description") or "")) if c != args[p]]
                     if others:

@@ -220,7 +220,7 @@ class ValuePool:
         database, a BFCL class's loaded scenario), walked for keyed values and records."""
         try:
             instance = getattr(factory(), "instance", None)
-        except Exception:  # noqa: BLE001 - no instance data is not an error
+        except Exception:  # no instance data is not an error
             return
         if instance is None:
             return
@@ -230,7 +230,7 @@ class ValuePool:
             if hasattr(value, "model_dump"):
                 try:
                     value = value.model_dump(mode="json")
-                except Exception:  # noqa: BLE001
+                except Exception:
                     continue
             if isinstance(value, dict | list | tuple):
                 self._walk(jsonable(value), table=name.strip("_").lower())
@@ -302,7 +302,7 @@ class ValuePool:
             return
         try:
             module = importlib.import_module(mod_name)
-        except Exception:  # noqa: BLE001 - no seed data is not an error
+        except Exception:  # no seed data is not an error
             return
         for name, value in vars(module).items():
             if name.startswith("__"):
@@ -325,7 +325,7 @@ class ValuePool:
             for args in variants:
                 try:
                     result = jsonable(factory().call(tool.name, args))
-                except Exception:  # noqa: BLE001 - a probe that fails teaches nothing
+                except Exception:  # a probe that fails teaches nothing
                     continue
                 if error_result(result) is None:
                     self.absorb(tool, result)
@@ -363,7 +363,7 @@ class ValuePool:
             prime_embeddings,
         )
 
-        schema = tool.properties.get(param) if isinstance(tool.properties.get(param), dict) else {}
+        schema = tool.param_schema(param)
         fields = []
         for k, vals in self.keyed.items():
             if k == param or not vals:
@@ -377,14 +377,15 @@ class ValuePool:
                 not in self._scores]
         if todo:
             prime_embeddings([field_text(f) for f in todo] + [param_text(param, schema)])
-        scored = []
+        scored: list[tuple[float, str]] = []
         for f in fields:
             sk = (tool.name, param, f.name, f.description, f.path.endswith("[]"))
             if sk not in self._scores:
                 m = match_field(f, param, schema, src_tool="", dst_tool=tool.name, server_tools=[])
                 self._scores[sk] = m.raw if m is not None and m.score >= EDGE_THRESHOLD else None
-            if self._scores[sk] is not None:
-                scored.append((self._scores[sk], f.name))
+            score = self._scores[sk]
+            if score is not None:
+                scored.append((score, f.name))
         scored.sort(key=lambda x: -x[0])
         out: list[Any] = []
         for _, k in scored:
@@ -473,9 +474,9 @@ class ValuePool:
         if "address" in p:
             return ADDRESSES
         key = _TEXT_KEYS.get(p, p)
-        for k, vals in TEXTS.items():
+        for k, texts in TEXTS.items():
             if key == k or key.endswith("_" + k):
-                return vals
+                return texts
         if re.search(r"(^|_)(first|given)_?name$", p):
             return [n.split()[0] for n in PERSON_NAMES]
         if re.search(r"(^|_)(last|family|sur)_?name$", p):
