@@ -71,6 +71,7 @@ class FakeSession:
         self.distractors = list(distractors or [])
         self.seed = seed
         self.done = False
+        self.finished = False
         self.turns = 0
         self.calls = 0
         self.solved: set[str] = set()
@@ -107,8 +108,9 @@ class FakeSession:
         return asyncio.run(self.astep(tool_calls))
 
     def finish(self, final_answer):
-        self.final_answer = final_answer
-        self.done = True
+        if not self.finished:
+            self.final_answer = final_answer
+        self.finished = self.done = True
 
     def reward(self) -> FakeRewardInfo:
         n, k, c = len(self.env.instance.sub_tasks), len(self.solved), self.calls

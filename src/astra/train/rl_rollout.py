@@ -9,9 +9,20 @@ policy sampled:
 
 ``prompt (mask 0) | reply 1 (mask 1) | tool results + next assistant header (mask 0) | reply 2 (mask 1) | ...``
 
-An episode ends when the model answers without a tool call, when the session is done
-(all sub-tasks solved or its ``max_turns`` reached), or when the context budget
-(``max_total_tokens``) would be exceeded.
+An episode ends when the model answers without a tool call (the reply's text is the final
+answer given to ``session.finish``), or when the context budget (``max_total_tokens``)
+would be exceeded (no answer). **The turn cap**: when the session's ``max_turns`` (or the
+engine's ``max_turns``) is reached, the last turn's tool results are still appended and
+the policy gets **one last turn**: its reply is taken as the final answer whatever it
+contains; tool calls in it are not executed (the answer is the text outside them, so a
+reply that is only a tool call answers nothing and earns 0). The reward is gated on the
+final answer (:meth:`astra.envs.runtime.EnvSession.finish`), so an episode is always
+finished with one, also when it ends on the cap, a truncated reply, the context budget
+or a tool error (then with no answer).
+
+``Episode.end_reason``: ``answer`` (a reply without tool calls), ``max_turns`` (the last
+turn after the cap still called tools), ``length`` (a reply cut at ``max_new_tokens``),
+``context``, ``error``, ``env_done`` (the session was finished by other means).
 
 :class:`ChatCodec` holds the chat-template arithmetic (prompt ids, the ids of tool
 results between two assistant turns); the veRL agent loop plugin reuses it.
@@ -103,6 +114,8 @@ class Episode:
     final_answer: str | None = None
     parse_errors: int = 0
     error: str | None = None
+    #: The turn cap was reached: the next reply is the final answer (its tool calls are not run).
+    final_turn: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -145,14 +158,16 @@ def start_episode(session: Any, codec: ChatCodec) -> Episode:
 
 
 def finish_episode(e: Episode, reason: str, answer: str | None = None) -> None:
+    """End the episode and give the session its final answer (once: ``session.finished``)."""
     e.done, e.end_reason, e.final_answer = True, reason, answer
-    if not getattr(e.session, "done", False):
+    if not getattr(e.session, "finished", False):
         e.session.finish(answer)
 
 
 def apply_reply(e: Episode, new: list[int], stopped: bool, budget: int, codec: ChatCodec) -> list[Any] | None:
     """Append one generated reply (policy tokens, mask 1); return its tool calls to run, or
-    None when the episode ended (an answer without tool calls, or a truncated reply)."""
+    None when the episode ended (an answer without tool calls, a truncated reply, or the
+    last turn after the turn cap, whose tool calls are not run)."""
     if len(new) > budget:
         new, stopped = new[:budget], False
     e.ids += new
@@ -168,26 +183,27 @@ def apply_reply(e: Episode, new: list[int], stopped: bool, budget: int, codec: C
     if not stopped:  # close the truncated turn (not trained on: the policy did not emit it)
         e.ids.append(codec.eot_id)
         e.mask.append(0)
-    if parsed.tool_calls and not getattr(e.session, "done", False):
+    last = e.final_turn or getattr(e.session, "done", False)  # no more tool turns: this is the answer
+    if parsed.tool_calls and not last:
         return list(parsed.tool_calls)
-    finish_episode(e, "answer" if stopped else "length", parsed.content)
+    reason = "length" if not stopped else ("max_turns" if parsed.tool_calls else "answer")
+    finish_episode(e, reason, parsed.content)
     return None
 
 
 def apply_tool_results(e: Episode, res: Any, codec: ChatCodec, *, max_total_tokens: int,
                        max_turns: int | None = None) -> None:
-    """Append the tool messages of one turn (mask 0), or end the episode (session done,
-    tool error, turn cap, context budget)."""
+    """Append the tool messages of one turn and the next assistant header (mask 0), or end
+    the episode (tool error, context budget). At the turn cap (the session is ``done``, or
+    ``max_turns`` replies were made) the results are appended all the same and the next
+    reply is the last one: the final answer."""
     if isinstance(res, BaseException):
         e.error = f"{type(res).__name__}: {res}"
         finish_episode(e, "error")
         return
     e.messages.extend(res)
-    if getattr(e.session, "done", False):
+    if getattr(e.session, "finished", False):  # answered by other means (e.g. astep([]))
         e.done, e.end_reason = True, "env_done"
-        return
-    if max_turns is not None and e.turns >= max_turns:
-        finish_episode(e, "max_turns")
         return
     suffix = codec.tool_suffix_ids(res)
     if len(e.ids) + len(suffix) + 2 >= max_total_tokens:
@@ -195,6 +211,8 @@ def apply_tool_results(e: Episode, res: Any, codec: ChatCodec, *, max_total_toke
         return
     e.ids += suffix
     e.mask += [0] * len(suffix)
+    if getattr(e.session, "done", False) or (max_turns is not None and e.turns >= max_turns):
+        e.final_turn = True
 
 
 class RolloutEngine:
