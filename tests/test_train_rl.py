@@ -170,15 +170,14 @@ def scripted_generate(engine: RolloutEngine, rng: random.Random):
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from astra.llm.embedded import ensure_default_model, tool_chat_template
+    from astra.llm.embedded import ensure_default_model, ensure_tool_chat_template
 
     try:
         path = ensure_default_model()
     except Exception as e:  # pragma: no cover - machine without the bundled weights
         pytest.skip(f"needs the embedded model's tokenizer: {e}")
     tok = AutoTokenizer.from_pretrained(path)
-    if "tools" not in (tok.chat_template or ""):
-        tok.chat_template = tool_chat_template()
+    ensure_tool_chat_template(tok)
     return tok
 
 

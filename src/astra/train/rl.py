@@ -145,7 +145,7 @@ def load_policy(model_ref: str | None, *, device: str = "cpu", threads: int | No
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from astra.llm.embedded import resolve_model_path, tool_chat_template
+    from astra.llm.embedded import ensure_tool_chat_template, resolve_model_path
 
     if device == "cpu":
         torch.set_num_threads(threads or max(1, min(2, os.cpu_count() or 1)))
@@ -163,8 +163,7 @@ def load_policy(model_ref: str | None, *, device: str = "cpu", threads: int | No
         tok = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise ConfigError(f"cannot load model {model_ref!r} ({path}): {e}") from e
-    if not tok.chat_template or "tools" not in tok.chat_template:
-        tok.chat_template = tool_chat_template()
+    ensure_tool_chat_template(tok)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(device)

@@ -156,13 +156,12 @@ def _export(env_list, export: Path, *, model: str, reward: str, group_size: int,
     try:
         from transformers import AutoTokenizer
 
-        from astra.llm.embedded import resolve_model_path, tool_chat_template
+        from astra.llm.embedded import ensure_tool_chat_template, resolve_model_path
 
         ref = None if model in ("embedded", "default") else model.removeprefix("embedded:")
         model_path = resolve_model_path(ref)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if "tools" not in (tokenizer.chat_template or ""):
-            tokenizer.chat_template = tool_chat_template()
+        ensure_tool_chat_template(tokenizer)
     except Exception as e:  # the model may only exist on the cluster: estimate prompt lengths
         note("note:", f"no tokenizer for {model!r} here ({type(e).__name__}); prompt lengths estimated")
     res = export_verl_job(env_list, export, model_path=str(model_path), reward=reward, group_size=group_size,
