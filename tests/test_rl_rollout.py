@@ -82,6 +82,7 @@ class ScriptedPolicy:
         self.engine, self.calls, self.final = engine, calls, final
         self.replies: list[str] = []
         engine.generate = self.generate
+        engine.kind = "hf-generate"  # the engine that calls generate() once per turn
 
     def generate(self, seqs, max_new_tokens):
         out = []
@@ -144,3 +145,128 @@ def test_wrong_answer_after_the_cap_earns_nothing(tokenizer, film_envs, pool):
     session = EnvSession(env, max_turns=1, pool=pool)
     _, info = run(engine, session)
     assert session.finished and info.reward == 0.0
+
+
+# -- the KV-cache engine against HF generate ---------------------------------------------------
+
+
+def _sharp_tiny_model(tok, seed: int = 0):
+    """A random 2-layer model with large logits (few near-ties, so greedy choices are stable)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                      initializer_range=0.5)
+    return LlamaForCausalLM(cfg).float().eval()
+
+
+class EchoSession:
+    """A session whose every reply counts as one tool call (see ``always_a_call``); its tool
+    results differ in length by session, so the KV rows get holes of different sizes."""
+
+    def __init__(self, i: int, question: str, max_turns: int = 3):
+        self.i, self.question, self.max_turns = i, question, max_turns
+        self.turns = self.calls = 0
+        self.done = self.finished = False
+        self.answer = None
+
+    def reset(self):
+        return ([{"role": "system", "content": "You answer with tools."}, {"role": "user", "content": self.question}],
+                [{"type": "function", "function": {"name": "lookup", "description": "Look a word up.",
+                                                   "parameters": {"type": "object", "properties": {
+                                                       "word": {"type": "string"}}, "required": ["word"]}}}])
+
+    async def astep(self, calls):
+        self.turns += 1
+        self.calls += len(calls)
+        self.done = self.turns >= self.max_turns
+        return [{"role": "tool", "tool_call_id": c.id or "c", "content": "result " * (1 + self.i + self.turns)}
+                for c in calls]
+
+    def finish(self, answer):
+        if not self.finished:
+            self.answer = answer
+        self.finished = self.done = True
+
+
+@pytest.fixture
+def always_a_call(monkeypatch):
+    """Every reply parses as one tool call, so a random model runs several turns."""
+    from astra.llm.toolparse import ParsedReply
+    from astra.llm.types import ToolCall
+
+    def parse(text, *a, **kw):
+        return ParsedReply(content=text, tool_calls=[ToolCall(id="c", name="lookup", arguments='{"word": "x"}')],
+                           errors=[])
+
+    monkeypatch.setattr("astra.train.rl_rollout.parse_tool_calls", parse)
+
+
+def _sessions():
+    qs = ["What is a cat?", "What is a cat?", "Define the word river, please.", "What is a cat?", "Why?"]
+    return [EchoSession(i, q) for i, q in enumerate(qs)]
+
+
+@pytest.mark.parametrize("max_batch", [None, 2])
+def test_kv_cache_engine_gives_the_greedy_tokens_of_hf_generate(tokenizer, always_a_call, max_batch):
+    model = _sharp_tiny_model(tokenizer)
+    runs = {}
+    for kind in ("hf", "hf-generate"):
+        engine = RolloutEngine(model, tokenizer, max_new_tokens=7, temperature=0.0, engine=kind, max_batch=max_batch)
+        runs[kind] = engine.run(_sessions())
+    for a, b in zip(runs["hf"], runs["hf-generate"], strict=True):
+        assert a.turns == b.turns == 4  # three tool turns, then the last turn after the cap
+        assert a.ids == b.ids and a.mask == b.mask
+        assert a.end_reason == b.end_reason and a.final_answer == b.final_answer
+
+
+def test_kv_cache_engine_prefills_shared_prefixes_once_and_only_new_tokens_later(tokenizer, always_a_call):
+    from astra.train import rl_kvcache
+
+    fed: list[list[int]] = []  # real tokens per row of every forward call
+    real = rl_kvcache.KVCacheBatch._forward
+
+    def spy(self, chunk):
+        fed.append([len(c) for c in chunk])
+        return real(self, chunk)
+
+    rl_kvcache.KVCacheBatch._forward = spy
+    try:
+        engine = RolloutEngine(_sharp_tiny_model(tokenizer), tokenizer, max_new_tokens=5, temperature=1.0)
+        eps = engine.run(_sessions())
+    finally:
+        rl_kvcache.KVCacheBatch._forward = real
+    prompts = [tuple(e.ids[: e.prompt_len]) for e in eps]
+    distinct = list(dict.fromkeys(prompts))
+    assert len(distinct) == 3
+    shared = min(len(p) for p in distinct) - 1
+    while any(p[:shared] != distinct[0][:shared] for p in distinct):
+        shared -= 1
+    assert shared > 10  # the system prompt and tool list
+    assert fed[0] == [shared]  # the shared prefix at batch 1
+    assert sorted(fed[1]) == sorted(len(p) - shared for p in distinct)  # each distinct prompt's remainder once
+    # after that, every token of an episode enters the model exactly once: its replies (but
+    # the last token of the last one, and the end-of-turn token closing a cut reply) and
+    # the tool results between them
+    unfed = sum(1 + (e.end_reason == "length") for e in eps)
+    expected = shared + sum(len(p) - shared for p in distinct) + sum(len(e.ids) - e.prompt_len for e in eps) - unfed
+    assert sum(map(sum, fed)) == expected
+    generate_prefill = sum(len(e.ids) for e in eps)  # at least what hf-generate prefills in the last turn alone
+    assert expected < generate_prefill
+
+
+def test_sampling_is_seeded_and_respects_top_p():
+    import torch
+
+    from astra.train.rl_kvcache import make_sampler
+
+    logits = torch.tensor([[5.0, 4.0, -10.0, -10.0]] * 2000)
+    torch.manual_seed(0)
+    picks = make_sampler(1.0, 0.5)(logits)
+    assert set(picks.tolist()) == {0}  # the nucleus of p=0.5 is the top token alone
+    picks = make_sampler(1.0, 1.0)(logits)
+    assert set(picks.tolist()) == {0, 1}
+    assert make_sampler(0.0, 1.0)(logits).eq(0).all()

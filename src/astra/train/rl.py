@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from astra.errors import ConfigError, InputError
 from astra.train.metrics import MetricsLogger
+from astra.train.precision import autocast, resolve_precision
 from astra.train.rl_buffer import FillResult, Group, RolloutBuffer, Sample, fill_batch
 from astra.train.rl_loss import LossAgg, policy_loss, token_logprobs
 from astra.train.rl_rollout import Episode, RolloutEngine, RolloutStats
@@ -102,6 +103,13 @@ class RLConfig(BaseModel):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch CPU threads (default: min(2, cores))
     max_batch: int | None = None  # cap on sequences per generate call (None: all live sessions)
+    #: hf: KV cache kept across turns, shared prompt prefixes prefilled once (astra.train.rl_kvcache);
+    #: hf-generate: one HF ``generate`` call per turn over the whole conversations.
+    rollout_engine: Literal["hf", "hf-generate"] = "hf"
+    #: auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (astra.train.precision).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    #: Recompute activations in the backward pass of the update (less memory, ~30% more compute).
+    gradient_checkpointing: bool = False
     log_samples: int = 2  # trajectories per step written to samples.jsonl
     plot_every: int = 5  # redraw curves.png every N steps (and at the end)
     #: When the old (rollout-policy) log-probs are computed. "rollout": one no-grad forward
@@ -211,10 +219,23 @@ class RLTrainer:
             distractor_sampler = DistractorSampler(self.envs, mode=config.distractors, k=config.distractor_k,
                                                    seed=config.seed)
         self.distractors = distractor_sampler if config.distractors != "none" else None
+        try:
+            self.precision = resolve_precision(config.precision, self.device)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if config.gradient_checkpointing:
+            if not getattr(model, "supports_gradient_checkpointing", False):
+                raise ConfigError(f"--gradient-checkpointing: {type(model).__name__} does not support it")
+            kwargs = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.engine = RolloutEngine(model, tokenizer, max_new_tokens=config.max_new_tokens,
                                     temperature=config.temperature, top_p=config.top_p,
                                     max_total_tokens=config.max_total_tokens, max_batch=config.max_batch,
-                                    max_turns=config.max_turns)
+                                    max_turns=config.max_turns, engine=config.rollout_engine,
+                                    autocast=self._autocast)
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.buffer = RolloutBuffer(eps=config.adv_eps, delta=config.std_threshold)
@@ -227,6 +248,9 @@ class RLTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.logger: MetricsLogger | None = None
         self._step_stats = RolloutStats()
+
+    def _autocast(self) -> Any:
+        return autocast(self.device, self.precision)
 
     # -- environments --------------------------------------------------------------------
     def _next_envs(self, k: int) -> list[Any]:
@@ -254,8 +278,10 @@ class RLTrainer:
         for gi, env in enumerate(envs):
             distractors = self.distractors.sample(env) if self.distractors is not None else None
             gid = f"r{round_id}-g{gi}"
-            for j in range(cfg.group_size):
-                seed = (cfg.seed * 1_000_003 + round_id * 1009 + gi * 31 + j) % (2**31)
+            # one session seed per group: the G rollouts of a group see the same prompt (the
+            # seed orders the tool list); their sampling differs
+            seed = (cfg.seed * 1_000_003 + round_id * 1009 + gi * 31) % (2**31)
+            for _ in range(cfg.group_size):
                 sessions.append(self.session_factory(env, distractors, seed))
                 owners.append((env, gid))
         torch.manual_seed((cfg.seed * 1_000_003 + round_id) % (2**31))
@@ -324,8 +350,9 @@ class RLTrainer:
             for i in range(0, len(samples), mb):
                 chunk = samples[i:i + mb]
                 b = self._collate(chunk)
-                lp = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
-                                    self.cfg.temperature)
+                with self._autocast():
+                    lp = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
+                                        self.cfg.temperature)
                 for r, s in enumerate(chunk):
                     s.old_logps = lp[r, :len(s.input_ids)].float().cpu().tolist()
         if was_training:
@@ -351,8 +378,9 @@ class RLTrainer:
             for i in range(0, len(mini), cfg.micro_batch_size):
                 micro = mini[i:i + cfg.micro_batch_size]
                 b = self._collate(micro)
-                new = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
-                                     cfg.temperature)
+                with self._autocast():  # bf16 matmuls on CUDA; the weights and the loss stay fp32
+                    new = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
+                                         cfg.temperature)
                 old = b["old_logps"]
                 fresh = [r for r, s in enumerate(micro) if not s.old_logps]
                 if fresh:  # on-policy, weights unchanged since the rollout: old = current (detached)

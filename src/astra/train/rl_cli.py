@@ -5,6 +5,7 @@
     astra train rl --envs envs/ --model ckpt/sft|embedded -o ckpt/rl --group-size G --batch N \\
         --reward f1|recall|precision --distractors banded|random|none [--max-steps N] [--lr 2e-6] \\
         [--max-turns 8] [--max-new-tokens 128] [--temperature 1.0] [--seed S] [--resume]
+        [--rollout-engine hf|hf-generate] [--precision auto|fp32|bf16] [--gradient-checkpointing]
     astra train rl --envs envs/ --model HF_ID_OR_PATH --backend verl --export verl_job/ [...]
 
 :func:`rl_command` is a plain function with Typer annotations; ``astra.train.cli`` mounts it
@@ -79,7 +80,13 @@ def rl_command(
     nnodes: Annotated[int, typer.Option("--nnodes", help="veRL: nodes.")] = 1,
     max_response_length: Annotated[int, typer.Option("--max-response-length", help=(
         "veRL: response tokens per episode (all turns).")) ] = 8192,
-    rollout_engine: Annotated[str, typer.Option("--rollout-engine", help="veRL: vllm | sglang.")] = "vllm",
+    rollout_engine: Annotated[str | None, typer.Option("--rollout-engine", help=(
+        "local: hf (KV cache kept across turns, shared prompt prefixes prefilled once; default) | "
+        "hf-generate (one HF generate call per turn). veRL: vllm (default) | sglang.")) ] = None,
+    precision: Annotated[str, typer.Option("--precision", help=(
+        "auto (bf16 autocast on a CUDA GPU that supports it, else fp32) | fp32 | bf16.")) ] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help=(
+        "Recompute activations in the update's backward pass (less memory, more compute).")) ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Online multi-turn RL (GRPO, no KL, token-mean loss, zero-std filtering, adaptive batch filling)."""
@@ -93,6 +100,12 @@ def rl_command(
         raise ConfigError(f"--distractors {distractors!r}: use banded, random or none")
     if backend not in ("local", "verl"):
         raise ConfigError(f"--backend {backend!r}: use local or verl")
+    engines = ("hf", "hf-generate") if backend == "local" else ("vllm", "sglang")
+    rollout_engine = rollout_engine or engines[0]
+    if rollout_engine not in engines:
+        raise ConfigError(f"--rollout-engine {rollout_engine!r} with --backend {backend}: use {' or '.join(engines)}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"--precision {precision!r}: use auto, fp32 or bf16")
     from astra.train.rl import load_envs
 
     env_list = load_envs(envs)
@@ -121,7 +134,9 @@ def rl_command(
                        max_new_tokens=max_new_tokens, max_total_tokens=max_total_tokens, temperature=temperature,
                        top_p=top_p, clip_eps_low=clip_low, clip_eps_high=clip_high, std_threshold=std_threshold,
                        save_every=save_every, resume=resume, seed=seed, device=device, threads=threads,
-                       tensorboard=None if tensorboard else False, wandb_project=wandb_project)
+                       tensorboard=None if tensorboard else False, wandb_project=wandb_project,
+                       rollout_engine=rollout_engine, precision=precision,
+                       gradient_checkpointing=gradient_checkpointing)
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None

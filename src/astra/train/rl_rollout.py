@@ -1,11 +1,20 @@
 """Multi-turn rollouts against environments, batched across sessions, at the token level.
 
 Each rollout drives its own environment session (``EnvSession``: isolated state, tools run
-in the sandbox). Per turn, **all live sessions generate in one left-padded
-``model.generate`` call**; their tool calls then run concurrently (``session.astep``), and
-the tool results are appended as tokens. The token sequence of an episode is built by
-concatenation and never re-tokenized, so the tokens trained on are exactly the tokens the
-policy sampled:
+in the sandbox). Per turn, **all live sessions generate together** (one batch, up to
+``max_batch`` sequences); their tool calls then run concurrently (``session.astep``), and
+the tool results are appended as tokens. Two generation engines:
+
+* ``hf`` (default): :class:`astra.train.rl_kvcache.KVCacheBatch` keeps every episode's KV
+  cache across turns, so a turn only runs the model on the new tokens (tool results, next
+  assistant header), and prefills a prompt prefix shared by the sessions once (the system
+  prompt; the whole prompt within a group);
+* ``hf-generate``: one left-padded ``model.generate`` call per turn over the whole
+  conversations (the reference; every turn prefills everything again).
+
+Both give the same tokens under greedy decoding (tested). The token sequence of an
+episode is built by concatenation and never re-tokenized, so the tokens trained on are
+exactly the tokens the policy sampled:
 
 ``prompt (mask 0) | reply 1 (mask 1) | tool results + next assistant header (mask 0) | reply 2 (mask 1) | ...``
 
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -215,12 +225,17 @@ def apply_tool_results(e: Episode, res: Any, codec: ChatCodec, *, max_total_toke
         e.final_turn = True
 
 
+ENGINES = ("hf", "hf-generate")
+
+
 class RolloutEngine:
     """Batched multi-turn generation for a list of sessions (see the module docstring)."""
 
     def __init__(self, model: Any, tokenizer: Any, *, max_new_tokens: int = 128, temperature: float = 1.0,
                  top_p: float = 1.0, max_total_tokens: int | None = None, max_batch: int | None = None,
-                 max_turns: int | None = None):
+                 max_turns: int | None = None, engine: str = "hf", autocast: Any = None):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown rollout engine {engine!r} (use {', '.join(ENGINES)})")
         self.model, self.tok = model, tokenizer
         self.codec = ChatCodec(tokenizer)
         self.max_new_tokens = max_new_tokens
@@ -229,6 +244,9 @@ class RolloutEngine:
         self.max_total_tokens = min(max_total_tokens or limit, limit)
         self.max_batch = max_batch
         self.max_turns = max_turns
+        self.kind = engine
+        #: () -> a context manager the forward passes run in (bf16 autocast), or None
+        self.autocast = autocast
         self.stats = RolloutStats()
 
     # -- generation ----------------------------------------------------------------------
@@ -260,7 +278,7 @@ class RolloutEngine:
         was_training = self.model.training
         self.model.eval()
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), (self.autocast() if self.autocast is not None else contextlib.nullcontext()):
             gen = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gc)
         self.stats.gen_seconds += time.perf_counter() - t0
         self.stats.generate_calls += 1
@@ -286,18 +304,60 @@ class RolloutEngine:
     def _finish(self, e: Episode, reason: str, answer: str | None = None) -> None:
         finish_episode(e, reason, answer)
 
+    def _kv_turn(self, eps: Sequence[Episode], live: Sequence[Episode], budgets: Sequence[int],
+                 caches: dict[int, Any]) -> list[tuple[list[int], bool]]:
+        """One turn of the ``hf`` engine: every chunk of ``max_batch`` episodes continues in
+        its own KV cache (finished episodes dropped from it first)."""
+        from astra.train.rl_kvcache import KVCacheBatch, make_sampler
+
+        step = self.max_batch or len(eps) or 1
+        index = {id(e): i for i, e in enumerate(eps)}
+        budget_of = {id(e): b for e, b in zip(live, budgets, strict=True)}
+        out: dict[int, tuple[list[int], bool]] = {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for c in range(0, len(eps), step):
+                rows = [e for e in eps[c:c + step] if not e.done]
+                if not rows:
+                    caches.pop(c, None)
+                    continue
+                kv = caches.get(c)
+                if kv is None:
+                    kv = caches[c] = KVCacheBatch(self.model, pad_id=self.codec.pad_id, stop_ids=self.codec.stop_ids,
+                                                  sample=make_sampler(self.temperature, self.top_p),
+                                                  autocast=self.autocast)
+                else:
+                    kv.drop([index[id(e)] for e in eps[c:c + step] if e.done])
+                t0 = time.perf_counter()
+                res = kv.generate([index[id(e)] for e in rows], [e.ids for e in rows],
+                                  [budget_of[id(e)] for e in rows])
+                self.stats.gen_seconds += time.perf_counter() - t0
+                self.stats.generate_calls += 1
+                for e, r in zip(rows, res, strict=True):
+                    out[id(e)] = r
+                    self.stats.gen_tokens += len(r[0])
+        finally:
+            if was_training:
+                self.model.train()
+        return [out[id(e)] for e in live]
+
     async def arun(self, sessions: Sequence[Any]) -> list[Episode]:
         self.stats.sequences += len(sessions)
         eps = [self.start(s) for s in sessions]
         for e in eps:
             if len(e.ids) + 1 >= self.max_total_tokens:
                 self._finish(e, "context")
+        caches: dict[int, Any] = {}
         while True:
             live = [e for e in eps if not e.done]
             if not live:
                 break
             budgets = [min(self.max_new_tokens, self.max_total_tokens - len(e.ids) - 1) for e in live]
-            outs = self.generate([e.ids for e in live], max(budgets))
+            if self.kind == "hf":
+                outs = self._kv_turn(eps, live, budgets, caches)
+            else:
+                outs = self.generate([e.ids for e in live], max(budgets))
             pending: list[tuple[Episode, list[Any]]] = []
             for e, (new, stopped), budget in zip(live, outs, budgets, strict=True):
                 calls = apply_reply(e, new, stopped, budget, self.codec)
