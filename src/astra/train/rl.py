@@ -24,6 +24,8 @@ One optimizer step:
    optimizer step per batch, on-policy.
 3. **Log** (:class:`astra.train.metrics.MetricsLogger`) and checkpoint every
    ``save_every`` steps (model, optimizer, buffer, RNG, environment cursor) for resume.
+   Every rollout round is also journaled as it is made (:mod:`astra.train.rl_journal`,
+   ``rollouts.jsonl``, fsync'd), so a resume reuses the rollouts made after the checkpoint.
 
 Why not TRL's ``GRPOTrainer``: see ``docs/training.md`` ("RL: design"). In short, its
 ``environment_factory`` derives one fixed tool set per environment *class* from Python
@@ -52,6 +54,7 @@ from astra.errors import ConfigError, InputError
 from astra.train.metrics import MetricsLogger
 from astra.train.precision import autocast, resolve_precision
 from astra.train.rl_buffer import FillResult, Group, RolloutBuffer, Sample, fill_batch
+from astra.train.rl_journal import RolloutJournal
 from astra.train.rl_loss import LossAgg, policy_loss, token_logprobs
 from astra.train.rl_rollout import Episode, RolloutEngine, RolloutStats
 
@@ -110,6 +113,9 @@ class RLConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     #: Recompute activations in the backward pass of the update (less memory, ~30% more compute).
     gradient_checkpointing: bool = False
+    #: Append every rollout round to ``rollouts.jsonl`` (fsync'd); --resume replays the rounds made
+    #: after the last checkpoint by its weights instead of rolling them out again (astra.train.rl_journal).
+    journal: bool = True
     log_samples: int = 2  # trajectories per step written to samples.jsonl
     plot_every: int = 5  # redraw curves.png every N steps (and at the end)
     #: When the old (rollout-policy) log-probs are computed. "rollout": one no-grad forward
@@ -248,6 +254,9 @@ class RLTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.logger: MetricsLogger | None = None
         self._step_stats = RolloutStats()
+        self.journal = RolloutJournal(self.out) if config.journal else None
+        self._replay: dict[int, list[Group]] = {}
+        self._replayed = 0  # samples taken from the journal instead of rolled out (this step)
 
     def _autocast(self) -> Any:
         return autocast(self.device, self.precision)
@@ -274,6 +283,14 @@ class RLTrainer:
         envs = self._next_envs(cfg.rounds_groups)
         round_id = self.rounds_done
         self.rounds_done += 1
+        replay = self._replay.pop(round_id, None)
+        if replay is not None:
+            if [g.env_id for g in replay] == [_env_id(e) for e in envs]:
+                self._replayed += sum(len(g.samples) for g in replay)
+                return replay
+            log.warning("the journal's round %d is not the round this run makes now (other environments or "
+                        "settings): rolling out again", round_id)
+            self._replay.clear()
         sessions, owners = [], []
         for gi, env in enumerate(envs):
             distractors = self.distractors.sample(env) if self.distractors is not None else None
@@ -301,7 +318,10 @@ class RLTrainer:
         groups: dict[str, Group] = {}
         for s in samples:
             groups.setdefault(s.group_id, Group(env_id=s.env_id, group_id=s.group_id, samples=[])).samples.append(s)
-        return list(groups.values())
+        out = list(groups.values())
+        if self.journal is not None:
+            self.journal.append_round(round_id, self.step, out)
+        return out
 
     def _to_sample(self, e: Episode, env: Any, gid: str) -> Sample:
         r = e.session.reward()
@@ -420,6 +440,7 @@ class RLTrainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         self._step_stats = RolloutStats()
+        self._replayed = 0
         fill: FillResult = fill_batch(self.buffer, cfg.batch_size, self.rollout_round,
                                       max_rounds=cfg.max_rollout_rounds, current_step=self.step,
                                       max_staleness=cfg.max_staleness)
@@ -449,7 +470,7 @@ class RLTrainer:
             "from_buffer": fill.from_buffer, "groups": fill.groups_total,
             "filtered_groups": fill.groups_filtered, "filtered_group_share": fill.filtered_share,
             "buffer_size": len(self.buffer), "stale_dropped": fill.stale_dropped,
-            "rollout_rounds": fill.rounds, "rollouts": len(fresh),
+            "rollout_rounds": fill.rounds, "rollouts": len(fresh), "replayed_rollouts": self._replayed,
             "rollout_tokens": self._step_stats.gen_tokens,
             "rollout_tokens_per_s": self._step_stats.tokens_per_s,
             "rollout_seconds": self._step_stats.gen_seconds, "tool_seconds": self._step_stats.tool_seconds,
@@ -527,11 +548,25 @@ class RLTrainer:
     def train(self, *, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
         cfg = self.cfg
         resumed_from = None
+        journal: dict[str, int] = {}
         if cfg.resume:
             ck = self.latest_checkpoint()
             if ck is not None:
                 self.load_checkpoint(ck)
                 resumed_from = str(ck)
+            if self.journal is not None:  # no checkpoint: the rounds of step 0 (the initial weights) replay
+                rep = self.journal.load_replay(rounds_done=self.rounds_done, policy_step=self.step)
+                self._replay = rep.rounds
+                journal = {"replayable": rep.replayable_samples, "discarded": rep.discarded_samples}
+                if rep.replayable_samples:
+                    log.info("journal: %d rollouts of %d rounds made after the checkpoint are reused",
+                             rep.replayable_samples, len(rep.rounds))
+                if rep.discarded_samples:
+                    log.warning("journal: %d rollouts were made by weights no checkpoint holds (steps after "
+                                "%d) and are not reused; --save-every 1 keeps every rollout", rep.discarded_samples,
+                                self.step + 1)
+        elif self.journal is not None:
+            self.journal.reset()
         (self.out / "rl_config.json").write_text(cfg.model_dump_json(indent=2), "utf-8")
         self.logger = MetricsLogger(self.out, primary="reward_mean", plot_every=cfg.plot_every,
                                     tensorboard=cfg.tensorboard,
@@ -560,7 +595,7 @@ class RLTrainer:
             "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
             "reward_first_quarter_mean": _mean(rewards[:k]), "reward_last_quarter_mean": _mean(rewards[-k:]),
             "metrics": str(self.out / "metrics.jsonl"), "curves": str(self.out / "curves.png"),
-            "model_dir": str(self.out),
+            "model_dir": str(self.out), "journal": journal,
         }
         (self.out / "rl_summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
         return summary

@@ -66,7 +66,8 @@ def rl_command(
         "Samples per optimizer update (default = --batch: one on-policy update per step).")) ] = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per forward/backward.")] = 2,
     save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps.")] = 10,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in -o.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help=(
+        "Continue from the newest checkpoint in -o, reusing the journaled rollouts made after it.")) ] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N environments.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
@@ -153,6 +154,10 @@ def rl_command(
     t = Table(title=f"train rl → {output}", show_header=False, title_justify="left")
     t.add_row("environments", f"{len(env_list)} from {envs}")
     t.add_row("steps", f"{s['steps']}" + (f" (resumed from {s['resumed_from']})" if s["resumed_from"] else ""))
+    j = s.get("journal") or {}
+    if j.get("replayable") or j.get("discarded"):
+        t.add_row("rollout journal", f"{j.get('replayable', 0)} rollouts reused after the resume, "
+                                     f"{j.get('discarded', 0)} discarded (made by weights no checkpoint holds)")
     t.add_row("mean reward", f"first {_fmt(s['reward_first'])} → last {_fmt(s['reward_last'])}; first quarter "
                              f"{_fmt(s['reward_first_quarter_mean'])} → last quarter {_fmt(s['reward_last_quarter_mean'])}")
     t.add_row("logs", f"{s['metrics']}, {s['curves']}")
