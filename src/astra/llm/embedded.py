@@ -193,7 +193,10 @@ class EmbeddedProvider:
     @property
     def provider_id(self) -> str:
         if self._provider_id is None:
-            self._provider_id = f"embedded:{_fingerprint(self.path)}"
+            # the weights and the tool template: a prompt rendered by another version of the
+            # template is another request (cached replies of one must not answer the other)
+            tpl = hashlib.sha256(tool_chat_template().strip().encode()).hexdigest()[:8]
+            self._provider_id = f"embedded:{_fingerprint(self.path)}-t{tpl}"
         return self._provider_id
 
     def loaded(self) -> LoadedModel:
