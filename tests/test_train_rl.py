@@ -71,6 +71,7 @@ class FakeSession:
         self.distractors = list(distractors or [])
         self.seed = seed
         self.done = False
+        self.finished = False
         self.turns = 0
         self.calls = 0
         self.solved: set[str] = set()
@@ -107,8 +108,9 @@ class FakeSession:
         return asyncio.run(self.astep(tool_calls))
 
     def finish(self, final_answer):
-        self.final_answer = final_answer
-        self.done = True
+        if not self.finished:
+            self.final_answer = final_answer
+        self.finished = self.done = True
 
     def reward(self) -> FakeRewardInfo:
         n, k, c = len(self.env.instance.sub_tasks), len(self.solved), self.calls
@@ -159,6 +161,7 @@ def scripted_generate(engine: RolloutEngine, rng: random.Random):
         return out
 
     engine.generate = gen
+    engine.kind = "hf-generate"  # the engine that calls generate() once per turn
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -168,15 +171,14 @@ def scripted_generate(engine: RolloutEngine, rng: random.Random):
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from astra.llm.embedded import ensure_default_model, tool_chat_template
+    from astra.llm.embedded import ensure_default_model, ensure_tool_chat_template
 
     try:
         path = ensure_default_model()
     except Exception as e:  # pragma: no cover - machine without the bundled weights
         pytest.skip(f"needs the embedded model's tokenizer: {e}")
     tok = AutoTokenizer.from_pretrained(path)
-    if "tools" not in (tok.chat_template or ""):
-        tok.chat_template = tool_chat_template()
+    ensure_tool_chat_template(tok)
     return tok
 
 
@@ -363,7 +365,7 @@ def test_rollout_masks_tool_response_tokens(tokenizer):
 
 def test_rollout_generation_is_batched_across_sessions(tokenizer):
     model = tiny_model(tokenizer)
-    engine = RolloutEngine(model, tokenizer, max_new_tokens=6, temperature=1.0)
+    engine = RolloutEngine(model, tokenizer, max_new_tokens=6, temperature=1.0, engine="hf-generate")
     calls = []
     real = engine._generate_chunk
 
@@ -472,7 +474,7 @@ def test_distractors_are_shared_within_a_group(tokenizer, tmp_path):
     s = FakeSession.instances
     assert len(s) == 4
     assert [d.tool.name for d in s[0].distractors] == [d.tool.name for d in s[1].distractors]
-    assert s[0].env.id == s[1].env.id and s[0].seed != s[1].seed
+    assert s[0].env.id == s[1].env.id and s[0].seed == s[1].seed  # same prompt (tool order) in a group
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -540,6 +542,16 @@ def test_cli_maps_options_to_config(tmp_path, monkeypatch):
     assert (c.group_size, c.batch_size, c.reward, c.distractors, c.distractor_k) == (6, 12, "precision", "random", 2)
     assert (c.max_steps, c.lr, c.max_turns, c.max_new_tokens, c.temperature, c.seed) == (7, 3e-6, 5, 64, 0.9, 4)
     assert (c.clip_eps_low, c.clip_eps_high, c.std_threshold) == (0.2, 0.28, 1e-6)
+    assert (c.rollout_engine, c.precision, c.gradient_checkpointing) == ("hf", "auto", False)
+    res = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "out"),
+                                   "--rollout-engine", "hf-generate", "--precision", "bf16",
+                                   "--gradient-checkpointing"])
+    assert res.exit_code == 0, res.output
+    c = seen["cfg"]
+    assert (c.rollout_engine, c.precision, c.gradient_checkpointing) == ("hf-generate", "bf16", True)
+    for opt, val in (("--rollout-engine", "vllm"), ("--precision", "fp16")):
+        bad = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "o"), opt, val])
+        assert bad.exit_code == 1 and opt in bad.output
     bad = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "o"), "--reward", "acc"])
     assert bad.exit_code == 1 and "--reward" in bad.output
     bad = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "o"), "--temperature", "0"])
@@ -605,3 +617,73 @@ def _synthesize_envs(tmp_path: Path) -> Path | None:
             return None
     return envs if envs.exists() else None
 
+
+
+# -- precision and gradient checkpointing -----------------------------------------------------
+
+
+def _fixed_batch(tok, n: int = 4) -> list[Sample]:
+    rng = random.Random(0)
+    out = []
+    for i in range(n):
+        ids = [rng.randrange(100, 2000) for _ in range(24 + 3 * i)]
+        mask = [0] * 10 + [1] * (len(ids) - 10)
+        out.append(Sample(env_id="e", group_id="g", input_ids=ids, loss_mask=mask, reward=float(i % 2),
+                          advantage=1.0 if i % 2 else -1.0))
+    return out
+
+
+def _update_once(tok, tmp_path, **cfg_kw):
+    import copy
+
+    model = copy.deepcopy(_BASE_MODELS.setdefault("m", tiny_model(tok, seed=11)))
+    cfg = RLConfig(output_dir=tmp_path / "rl", group_size=2, batch_size=4, micro_batch_size=2, lr=1e-2,
+                   distractors="none", tensorboard=False, device="cpu", **cfg_kw)
+    tr = RLTrainer(cfg, [fake_env(0)], session_factory=fake_factory(2), model=model, tokenizer=tok)
+    stats = tr.update(_fixed_batch(tok))
+    return tr, stats, {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+_BASE_MODELS: dict = {}
+
+
+def test_gradient_checkpointing_gives_the_same_update(tokenizer, tmp_path):
+    plain, s1, w1 = _update_once(tokenizer, tmp_path / "a")
+    ckpt, s2, w2 = _update_once(tokenizer, tmp_path / "b", gradient_checkpointing=True)
+    assert ckpt.model.is_activation_checkpointing and not plain.model.is_activation_checkpointing
+    assert s2["loss"] == pytest.approx(s1["loss"], rel=1e-5, abs=1e-7)
+    assert s1["grad_norm"] > 0
+    assert s2["grad_norm"] == pytest.approx(s1["grad_norm"], rel=1e-4)
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], atol=1e-6), k
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_autocasts(tokenizer, tmp_path):
+    fp32, s1, w1 = _update_once(tokenizer, tmp_path / "a")
+    assert fp32.precision == "fp32"
+    bf16, s2, w2 = _update_once(tokenizer, tmp_path / "b", precision="bf16")
+    assert bf16.precision == "bf16"
+    # the forward and backward ran in bf16 (close, not equal gradients); weights stay fp32
+    assert s2["grad_norm"] != s1["grad_norm"] and s2["grad_norm"] == pytest.approx(s1["grad_norm"], rel=0.1)
+    assert all(v.dtype == torch.float32 for v in w2.values())
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+    seen = []
+    with bf16._autocast():
+        seen.append(torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype)
+    with fp32._autocast():
+        seen.append(torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype)
+    assert seen == [torch.bfloat16, torch.float32]
+
+
+def test_rollouts_of_a_group_share_the_prompt(tokenizer, tmp_path):
+    envs = [fake_env(i) for i in range(2)]
+    FakeSession.instances.clear()
+    cfg = RLConfig(output_dir=tmp_path / "rl", group_size=3, batch_size=6, max_steps=1, max_new_tokens=8,
+                   distractors="none", tensorboard=False, log_samples=0)
+    tr = RLTrainer(cfg, envs, session_factory=fake_factory(2), model=tiny_model(tokenizer), tokenizer=tokenizer)
+    scripted_generate(tr.engine, random.Random(0))
+    groups = tr.rollout_round()
+    for g in groups:
+        assert len({tuple(s.input_ids[: s.prompt_len]) for s in g.samples}) == 1
+    seeds = [s.seed for s in FakeSession.instances]
+    assert seeds[:3] == [seeds[0]] * 3 and seeds[3] != seeds[0]

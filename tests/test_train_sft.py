@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from astra.errors import ConfigError, InputError
 from astra.export import export_sft
@@ -393,3 +394,32 @@ def test_warmup_is_whole_steps_with_max_steps(tmp_path):
     assert _warmup(cfg(max_steps=4)) == 0  # no step at learning rate 0
     assert _warmup(cfg(max_steps=100)) == 5
     assert _warmup(cfg()) == 0.05  # epochs: a ratio of the steps the trainer computes
+
+
+def _one_step(tmp_path, data, model, **kw):
+    run = prepare_sft(_cfg(tmp_path, data, model, max_steps=1, eval_fraction=0.0, format_check_prompts=0,
+                           save_steps=100, learning_rate=1e-2, **kw))
+    run.trainer.train()
+    loss = next(h["loss"] for h in run.trainer.state.log_history if "loss" in h)
+    weights = {k: v.detach().float().clone() for k, v in run.trainer.model.named_parameters()}
+    return run, loss, weights
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_step(tmp_path, exports, tiny_model):
+    plain, l1, w1 = _one_step(tmp_path / "a", exports["openai"], tiny_model)
+    ckpt, l2, w2 = _one_step(tmp_path / "b", exports["openai"], tiny_model, gradient_checkpointing=True)
+    assert ckpt.trainer.args.activation_checkpointing and ckpt.trainer.model.is_activation_checkpointing
+    assert not plain.trainer.model.is_activation_checkpointing
+    assert l2 == pytest.approx(l1, rel=1e-5)
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], atol=1e-6), k
+
+
+def test_bf16_precision_trains_with_fp32_weights(tmp_path, exports, tiny_model):
+    _, l1, _ = _one_step(tmp_path / "a", exports["openai"], tiny_model)
+    run, l2, w2 = _one_step(tmp_path / "b", exports["openai"], tiny_model, precision="bf16")
+    assert run.precision == "bf16" and run.trainer.args.bf16
+    assert l2 != l1 and l2 == pytest.approx(l1, rel=0.02)  # the forward ran in bf16 (autocast)
+    assert all(p.dtype == torch.float32 for p in run.trainer.model.parameters())
+    auto = prepare_sft(_cfg(tmp_path / "c", exports["openai"], tiny_model, max_steps=1, eval_fraction=0.0))
+    assert auto.precision == "fp32" and not auto.trainer.args.bf16  # auto on the CPU

@@ -113,6 +113,8 @@ EXAMPLES: dict[str, list[str]] = {
     "train rl": [
         "astra train rl --envs run/envsplit/train --model run/ckpt/sft -o run/ckpt/rl --group-size 4 --batch 8 "
         "--reward f1 --distractors banded [--max-steps N]",
+        "astra train rl --envs run/envsplit/train --model run/ckpt/sft -o run/ckpt/rl --precision bf16 "
+        "--gradient-checkpointing --resume   # a GPU; --resume reuses journaled rollouts",
         "astra train rl --envs run/envsplit/train --model run/ckpt/sft --backend verl --export run/verl_job"
         "   # a veRL (Ray) job",
         "astra train rl --config rl.toml --max-steps 10             # file values, overridden by flags",

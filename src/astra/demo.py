@@ -22,16 +22,19 @@ from astra.errors import AstraError, ConfigError
 
 PROFILES: dict[str, dict[str, int | float | str]] = {
     # tiny: minutes on 2 CPU cores (used by the end-to-end test). SFT trains on the CPU at
-    # ~50 tokens/s there and a sample conversation is ~2,000 tokens, so SFT is a few steps
-    # of one conversation each: enough to move the held-out loss, not to train a good agent.
-    "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 4, "sft_batch": 1,
-             "sft_lr": 1e-4, "format_check": 2, "format_tokens": 128, "rl_steps": 1, "rl_group": 2, "rl_batch": 2,
-             "rl_rounds": 4, "rl_turns": 2, "eval_n": 3, "max_turns": 2, "bfcl_categories": "simple", "bfcl_n": 2},
+    # ~50 tokens/s there, so SFT gets short conversations only (--max-length 1024: the
+    # environment demonstrations, ~700 tokens; the exported trajectories, ~2,000 tokens with
+    # the compact tool template, are all longer and dropped) and 12 steps of 2; every
+    # held-out environment is evaluated, with 3 tool turns (then one answer turn).
+    "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 12, "sft_batch": 2,
+             "sft_lr": 1e-4, "sft_max_length": 1024, "format_check": 2, "format_tokens": 128, "rl_steps": 1,
+             "rl_group": 2, "rl_batch": 2, "rl_rounds": 4, "rl_turns": 2, "eval_n": 10_000, "max_turns": 3,
+             "bfcl_categories": "simple", "bfcl_n": 2},
     # default: the full sample, more SFT and RL steps (~42 minutes on 2 CPU cores)
     "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 12, "sft_batch": 2,
-                "sft_lr": 1e-4, "format_check": 4, "format_tokens": 256, "rl_steps": 6, "rl_group": 4, "rl_batch": 4,
-                "rl_rounds": 3, "rl_turns": 2, "eval_n": 8, "max_turns": 4, "bfcl_categories": "simple,multiple",
-                "bfcl_n": 5},
+                "sft_lr": 1e-4, "sft_max_length": 2048, "format_check": 4, "format_tokens": 256, "rl_steps": 6,
+                "rl_group": 4, "rl_batch": 4, "rl_rounds": 3, "rl_turns": 2, "eval_n": 8, "max_turns": 4,
+                "bfcl_categories": "simple,multiple", "bfcl_n": 5},
 }
 
 
@@ -98,7 +101,8 @@ def plan(out: Path, profile: str) -> list[Step]:
         Step("train sft", ["train", "sft", "--data", f"{o}/sft", "--data", f"{o}/demos.jsonl", "--model", "embedded",
                            "-o", f"{o}/ckpt/sft",
                            "--max-steps", str(p["sft_steps"]), "--batch-size", str(p["sft_batch"]),
-                           "--lr", str(p["sft_lr"]), "--format-check", str(p["format_check"]),
+                           "--lr", str(p["sft_lr"]), "--max-length", str(p["sft_max_length"]),
+                           "--format-check", str(p["format_check"]),
                            "--format-check-tokens", str(p["format_tokens"])], f"{o}/ckpt/sft/train_summary.json",
              runner=False, training=True),
         Step("train rl", ["train", "rl", "--envs", f"{o}/envsplit/train", "--model", f"{o}/ckpt/sft",

@@ -188,15 +188,16 @@ async def run_episode(env: Environment, client: Any, *, max_turns: int = 8, dist
     messages, tools = session.reset()
     error = None
     try:
-        while not session.done:
+        while not session.finished:
             resp = await client.chat(messages, tools=tools, temperature=temperature, max_tokens=max_tokens)
-            if not resp.tool_calls:
+            # after the turn cap the reply is the final answer (its tool calls are not run), as in RL rollouts
+            if not resp.tool_calls or session.done:
                 session.finish(resp.content)
                 break
             messages = [*messages, _response_message(resp), *await session.astep(resp.tool_calls)]
     except Exception as e:  # one failing episode must not end the evaluation
         error = f"{type(e).__name__}: {e}"[:500]
-        if not session.done:
+        if not session.finished:
             session.finish(None)
     info = session.reward()
     inst = env.instance

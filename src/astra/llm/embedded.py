@@ -38,6 +38,28 @@ def tool_chat_template() -> str:
     return resources.files("astra.llm").joinpath("templates/chatml_tools.jinja").read_text("utf-8")
 
 
+#: sha256 of the stripped text of earlier versions of ``templates/chatml_tools.jinja``
+#: (v1: tools as JSON schemas). Tokenizers saved with one (the converted default model, SFT
+#: and RL checkpoints) get the current version when loaded, so SFT data, RL rollouts and
+#: evaluation render prompts alike.
+PREVIOUS_TOOL_TEMPLATES = frozenset({"7c843096977652e06415abe42ddf5772f446cd94d6ef15e13dfcc0fa58cb0fe8"})
+
+
+def is_previous_tool_template(text: str | None) -> bool:
+    """Whether ``text`` is an earlier version of the project's tool chat template."""
+    return isinstance(text, str) and hashlib.sha256(text.strip().encode()).hexdigest() in PREVIOUS_TOOL_TEMPLATES
+
+
+def ensure_tool_chat_template(tok: Any) -> bool:
+    """Give ``tok`` the project's tool template when its own has no tool support or is an
+    earlier version of the project's; returns whether the template was replaced."""
+    own = tok.chat_template if isinstance(tok.chat_template, str) else None
+    if own and "tools" in own and not is_previous_tool_template(own):
+        return False
+    tok.chat_template = tool_chat_template()
+    return True
+
+
 def _gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -131,8 +153,7 @@ def load_model(path: str, *, threads: int | None = None) -> LoadedModel:
         except OSError as e:
             raise ConfigError(f"cannot load model {path!r}: {e}") from e
         model.eval()
-        if not tok.chat_template or "tools" not in tok.chat_template:
-            tok.chat_template = tool_chat_template()
+        ensure_tool_chat_template(tok)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         loaded = LoadedModel(model, tok, path, threading.Lock())
@@ -172,7 +193,10 @@ class EmbeddedProvider:
     @property
     def provider_id(self) -> str:
         if self._provider_id is None:
-            self._provider_id = f"embedded:{_fingerprint(self.path)}"
+            # the weights and the tool template: a prompt rendered by another version of the
+            # template is another request (cached replies of one must not answer the other)
+            tpl = hashlib.sha256(tool_chat_template().strip().encode()).hexdigest()[:8]
+            self._provider_id = f"embedded:{_fingerprint(self.path)}-t{tpl}"
         return self._provider_id
 
     def loaded(self) -> LoadedModel:

@@ -24,6 +24,8 @@ One optimizer step:
    optimizer step per batch, on-policy.
 3. **Log** (:class:`astra.train.metrics.MetricsLogger`) and checkpoint every
    ``save_every`` steps (model, optimizer, buffer, RNG, environment cursor) for resume.
+   Every rollout round is also journaled as it is made (:mod:`astra.train.rl_journal`,
+   ``rollouts.jsonl``, fsync'd), so a resume reuses the rollouts made after the checkpoint.
 
 Why not TRL's ``GRPOTrainer``: see ``docs/training.md`` ("RL: design"). In short, its
 ``environment_factory`` derives one fixed tool set per environment *class* from Python
@@ -50,7 +52,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from astra.errors import ConfigError, InputError
 from astra.train.metrics import MetricsLogger
+from astra.train.precision import autocast, resolve_precision
 from astra.train.rl_buffer import FillResult, Group, RolloutBuffer, Sample, fill_batch
+from astra.train.rl_journal import RolloutJournal
 from astra.train.rl_loss import LossAgg, policy_loss, token_logprobs
 from astra.train.rl_rollout import Episode, RolloutEngine, RolloutStats
 
@@ -102,6 +106,16 @@ class RLConfig(BaseModel):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch CPU threads (default: min(2, cores))
     max_batch: int | None = None  # cap on sequences per generate call (None: all live sessions)
+    #: hf: KV cache kept across turns, shared prompt prefixes prefilled once (astra.train.rl_kvcache);
+    #: hf-generate: one HF ``generate`` call per turn over the whole conversations.
+    rollout_engine: Literal["hf", "hf-generate"] = "hf"
+    #: auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (astra.train.precision).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    #: Recompute activations in the backward pass of the update (less memory, ~30% more compute).
+    gradient_checkpointing: bool = False
+    #: Append every rollout round to ``rollouts.jsonl`` (fsync'd); --resume replays the rounds made
+    #: after the last checkpoint by its weights instead of rolling them out again (astra.train.rl_journal).
+    journal: bool = True
     log_samples: int = 2  # trajectories per step written to samples.jsonl
     plot_every: int = 5  # redraw curves.png every N steps (and at the end)
     #: When the old (rollout-policy) log-probs are computed. "rollout": one no-grad forward
@@ -145,7 +159,7 @@ def load_policy(model_ref: str | None, *, device: str = "cpu", threads: int | No
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from astra.llm.embedded import resolve_model_path, tool_chat_template
+    from astra.llm.embedded import ensure_tool_chat_template, resolve_model_path
 
     if device == "cpu":
         torch.set_num_threads(threads or max(1, min(2, os.cpu_count() or 1)))
@@ -163,8 +177,7 @@ def load_policy(model_ref: str | None, *, device: str = "cpu", threads: int | No
         tok = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise ConfigError(f"cannot load model {model_ref!r} ({path}): {e}") from e
-    if not tok.chat_template or "tools" not in tok.chat_template:
-        tok.chat_template = tool_chat_template()
+    ensure_tool_chat_template(tok)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(device)
@@ -212,10 +225,23 @@ class RLTrainer:
             distractor_sampler = DistractorSampler(self.envs, mode=config.distractors, k=config.distractor_k,
                                                    seed=config.seed)
         self.distractors = distractor_sampler if config.distractors != "none" else None
+        try:
+            self.precision = resolve_precision(config.precision, self.device)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if config.gradient_checkpointing:
+            if not getattr(model, "supports_gradient_checkpointing", False):
+                raise ConfigError(f"--gradient-checkpointing: {type(model).__name__} does not support it")
+            kwargs = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.engine = RolloutEngine(model, tokenizer, max_new_tokens=config.max_new_tokens,
                                     temperature=config.temperature, top_p=config.top_p,
                                     max_total_tokens=config.max_total_tokens, max_batch=config.max_batch,
-                                    max_turns=config.max_turns)
+                                    max_turns=config.max_turns, engine=config.rollout_engine,
+                                    autocast=self._autocast)
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.buffer = RolloutBuffer(eps=config.adv_eps, delta=config.std_threshold)
@@ -228,6 +254,12 @@ class RLTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.logger: MetricsLogger | None = None
         self._step_stats = RolloutStats()
+        self.journal = RolloutJournal(self.out) if config.journal else None
+        self._replay: dict[int, list[Group]] = {}
+        self._replayed = 0  # samples taken from the journal instead of rolled out (this step)
+
+    def _autocast(self) -> Any:
+        return autocast(self.device, self.precision)
 
     # -- environments --------------------------------------------------------------------
     def _next_envs(self, k: int) -> list[Any]:
@@ -251,12 +283,22 @@ class RLTrainer:
         envs = self._next_envs(cfg.rounds_groups)
         round_id = self.rounds_done
         self.rounds_done += 1
+        replay = self._replay.pop(round_id, None)
+        if replay is not None:
+            if [g.env_id for g in replay] == [_env_id(e) for e in envs]:
+                self._replayed += sum(len(g.samples) for g in replay)
+                return replay
+            log.warning("the journal's round %d is not the round this run makes now (other environments or "
+                        "settings): rolling out again", round_id)
+            self._replay.clear()
         sessions, owners = [], []
         for gi, env in enumerate(envs):
             distractors = self.distractors.sample(env) if self.distractors is not None else None
             gid = f"r{round_id}-g{gi}"
-            for j in range(cfg.group_size):
-                seed = (cfg.seed * 1_000_003 + round_id * 1009 + gi * 31 + j) % (2**31)
+            # one session seed per group: the G rollouts of a group see the same prompt (the
+            # seed orders the tool list); their sampling differs
+            seed = (cfg.seed * 1_000_003 + round_id * 1009 + gi * 31) % (2**31)
+            for _ in range(cfg.group_size):
                 sessions.append(self.session_factory(env, distractors, seed))
                 owners.append((env, gid))
         torch.manual_seed((cfg.seed * 1_000_003 + round_id) % (2**31))
@@ -276,7 +318,10 @@ class RLTrainer:
         groups: dict[str, Group] = {}
         for s in samples:
             groups.setdefault(s.group_id, Group(env_id=s.env_id, group_id=s.group_id, samples=[])).samples.append(s)
-        return list(groups.values())
+        out = list(groups.values())
+        if self.journal is not None:
+            self.journal.append_round(round_id, self.step, out)
+        return out
 
     def _to_sample(self, e: Episode, env: Any, gid: str) -> Sample:
         r = e.session.reward()
@@ -325,8 +370,9 @@ class RLTrainer:
             for i in range(0, len(samples), mb):
                 chunk = samples[i:i + mb]
                 b = self._collate(chunk)
-                lp = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
-                                    self.cfg.temperature)
+                with self._autocast():
+                    lp = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
+                                        self.cfg.temperature)
                 for r, s in enumerate(chunk):
                     s.old_logps = lp[r, :len(s.input_ids)].float().cpu().tolist()
         if was_training:
@@ -352,8 +398,9 @@ class RLTrainer:
             for i in range(0, len(mini), cfg.micro_batch_size):
                 micro = mini[i:i + cfg.micro_batch_size]
                 b = self._collate(micro)
-                new = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
-                                     cfg.temperature)
+                with self._autocast():  # bf16 matmuls on CUDA; the weights and the loss stay fp32
+                    new = token_logprobs(self.model, b["input_ids"], b["attention_mask"], b["loss_mask"],
+                                         cfg.temperature)
                 old = b["old_logps"]
                 fresh = [r for r, s in enumerate(micro) if not s.old_logps]
                 if fresh:  # on-policy, weights unchanged since the rollout: old = current (detached)
@@ -393,6 +440,7 @@ class RLTrainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         self._step_stats = RolloutStats()
+        self._replayed = 0
         fill: FillResult = fill_batch(self.buffer, cfg.batch_size, self.rollout_round,
                                       max_rounds=cfg.max_rollout_rounds, current_step=self.step,
                                       max_staleness=cfg.max_staleness)
@@ -422,7 +470,7 @@ class RLTrainer:
             "from_buffer": fill.from_buffer, "groups": fill.groups_total,
             "filtered_groups": fill.groups_filtered, "filtered_group_share": fill.filtered_share,
             "buffer_size": len(self.buffer), "stale_dropped": fill.stale_dropped,
-            "rollout_rounds": fill.rounds, "rollouts": len(fresh),
+            "rollout_rounds": fill.rounds, "rollouts": len(fresh), "replayed_rollouts": self._replayed,
             "rollout_tokens": self._step_stats.gen_tokens,
             "rollout_tokens_per_s": self._step_stats.tokens_per_s,
             "rollout_seconds": self._step_stats.gen_seconds, "tool_seconds": self._step_stats.tool_seconds,
@@ -500,11 +548,25 @@ class RLTrainer:
     def train(self, *, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
         cfg = self.cfg
         resumed_from = None
+        journal: dict[str, int] = {}
         if cfg.resume:
             ck = self.latest_checkpoint()
             if ck is not None:
                 self.load_checkpoint(ck)
                 resumed_from = str(ck)
+            if self.journal is not None:  # no checkpoint: the rounds of step 0 (the initial weights) replay
+                rep = self.journal.load_replay(rounds_done=self.rounds_done, policy_step=self.step)
+                self._replay = rep.rounds
+                journal = {"replayable": rep.replayable_samples, "discarded": rep.discarded_samples}
+                if rep.replayable_samples:
+                    log.info("journal: %d rollouts of %d rounds made after the checkpoint are reused",
+                             rep.replayable_samples, len(rep.rounds))
+                if rep.discarded_samples:
+                    log.warning("journal: %d rollouts were made by weights no checkpoint holds (steps after "
+                                "%d) and are not reused; --save-every 1 keeps every rollout", rep.discarded_samples,
+                                self.step + 1)
+        elif self.journal is not None:
+            self.journal.reset()
         (self.out / "rl_config.json").write_text(cfg.model_dump_json(indent=2), "utf-8")
         self.logger = MetricsLogger(self.out, primary="reward_mean", plot_every=cfg.plot_every,
                                     tensorboard=cfg.tensorboard,
@@ -533,7 +595,7 @@ class RLTrainer:
             "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
             "reward_first_quarter_mean": _mean(rewards[:k]), "reward_last_quarter_mean": _mean(rewards[-k:]),
             "metrics": str(self.out / "metrics.jsonl"), "curves": str(self.out / "curves.png"),
-            "model_dir": str(self.out),
+            "model_dir": str(self.out), "journal": journal,
         }
         (self.out / "rl_summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
         return summary

@@ -5,6 +5,7 @@
     astra train rl --envs envs/ --model ckpt/sft|embedded -o ckpt/rl --group-size G --batch N \\
         --reward f1|recall|precision --distractors banded|random|none [--max-steps N] [--lr 2e-6] \\
         [--max-turns 8] [--max-new-tokens 128] [--temperature 1.0] [--seed S] [--resume]
+        [--rollout-engine hf|hf-generate] [--precision auto|fp32|bf16] [--gradient-checkpointing]
     astra train rl --envs envs/ --model HF_ID_OR_PATH --backend verl --export verl_job/ [...]
 
 :func:`rl_command` is a plain function with Typer annotations; ``astra.train.cli`` mounts it
@@ -65,7 +66,8 @@ def rl_command(
         "Samples per optimizer update (default = --batch: one on-policy update per step).")) ] = None,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per forward/backward.")] = 2,
     save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps.")] = 10,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in -o.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help=(
+        "Continue from the newest checkpoint in -o, reusing the journaled rollouts made after it.")) ] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N environments.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
@@ -79,7 +81,13 @@ def rl_command(
     nnodes: Annotated[int, typer.Option("--nnodes", help="veRL: nodes.")] = 1,
     max_response_length: Annotated[int, typer.Option("--max-response-length", help=(
         "veRL: response tokens per episode (all turns).")) ] = 8192,
-    rollout_engine: Annotated[str, typer.Option("--rollout-engine", help="veRL: vllm | sglang.")] = "vllm",
+    rollout_engine: Annotated[str | None, typer.Option("--rollout-engine", help=(
+        "local: hf (KV cache kept across turns, shared prompt prefixes prefilled once; default) | "
+        "hf-generate (one HF generate call per turn). veRL: vllm (default) | sglang.")) ] = None,
+    precision: Annotated[str, typer.Option("--precision", help=(
+        "auto (bf16 autocast on a CUDA GPU that supports it, else fp32) | fp32 | bf16.")) ] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help=(
+        "Recompute activations in the update's backward pass (less memory, more compute).")) ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Online multi-turn RL (GRPO, no KL, token-mean loss, zero-std filtering, adaptive batch filling)."""
@@ -93,6 +101,12 @@ def rl_command(
         raise ConfigError(f"--distractors {distractors!r}: use banded, random or none")
     if backend not in ("local", "verl"):
         raise ConfigError(f"--backend {backend!r}: use local or verl")
+    engines = ("hf", "hf-generate") if backend == "local" else ("vllm", "sglang")
+    rollout_engine = rollout_engine or engines[0]
+    if rollout_engine not in engines:
+        raise ConfigError(f"--rollout-engine {rollout_engine!r} with --backend {backend}: use {' or '.join(engines)}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"--precision {precision!r}: use auto, fp32 or bf16")
     from astra.train.rl import load_envs
 
     env_list = load_envs(envs)
@@ -121,7 +135,9 @@ def rl_command(
                        max_new_tokens=max_new_tokens, max_total_tokens=max_total_tokens, temperature=temperature,
                        top_p=top_p, clip_eps_low=clip_low, clip_eps_high=clip_high, std_threshold=std_threshold,
                        save_every=save_every, resume=resume, seed=seed, device=device, threads=threads,
-                       tensorboard=None if tensorboard else False, wandb_project=wandb_project)
+                       tensorboard=None if tensorboard else False, wandb_project=wandb_project,
+                       rollout_engine=rollout_engine, precision=precision,
+                       gradient_checkpointing=gradient_checkpointing)
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
@@ -138,6 +154,10 @@ def rl_command(
     t = Table(title=f"train rl → {output}", show_header=False, title_justify="left")
     t.add_row("environments", f"{len(env_list)} from {envs}")
     t.add_row("steps", f"{s['steps']}" + (f" (resumed from {s['resumed_from']})" if s["resumed_from"] else ""))
+    j = s.get("journal") or {}
+    if j.get("replayable") or j.get("discarded"):
+        t.add_row("rollout journal", f"{j.get('replayable', 0)} rollouts reused after the resume, "
+                                     f"{j.get('discarded', 0)} discarded (made by weights no checkpoint holds)")
     t.add_row("mean reward", f"first {_fmt(s['reward_first'])} → last {_fmt(s['reward_last'])}; first quarter "
                              f"{_fmt(s['reward_first_quarter_mean'])} → last quarter {_fmt(s['reward_last_quarter_mean'])}")
     t.add_row("logs", f"{s['metrics']}, {s['curves']}")
@@ -156,13 +176,12 @@ def _export(env_list, export: Path, *, model: str, reward: str, group_size: int,
     try:
         from transformers import AutoTokenizer
 
-        from astra.llm.embedded import resolve_model_path, tool_chat_template
+        from astra.llm.embedded import ensure_tool_chat_template, resolve_model_path
 
         ref = None if model in ("embedded", "default") else model.removeprefix("embedded:")
         model_path = resolve_model_path(ref)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if "tools" not in (tokenizer.chat_template or ""):
-            tokenizer.chat_template = tool_chat_template()
+        ensure_tool_chat_template(tokenizer)
     except Exception as e:  # the model may only exist on the cluster: estimate prompt lengths
         note("note:", f"no tokenizer for {model!r} here ({type(e).__name__}); prompt lengths estimated")
     res = export_verl_job(env_list, export, model_path=str(model_path), reward=reward, group_size=group_size,

@@ -59,7 +59,7 @@ def gold_trajectory(env: Any, *, distractors: list[Any] | None = None, seed: int
         messages.extend(results)
     answer = env.instance.answer
     messages.append({"role": "assistant", "content": f"The answer is {answer}."})
-    if not session.done:
+    if not session.finished:
         session.finish(messages[-1]["content"])
     info = session.reward()
     if info.recall < 1.0:

@@ -1,17 +1,37 @@
 """Multi-turn rollouts against environments, batched across sessions, at the token level.
 
 Each rollout drives its own environment session (``EnvSession``: isolated state, tools run
-in the sandbox). Per turn, **all live sessions generate in one left-padded
-``model.generate`` call**; their tool calls then run concurrently (``session.astep``), and
-the tool results are appended as tokens. The token sequence of an episode is built by
-concatenation and never re-tokenized, so the tokens trained on are exactly the tokens the
-policy sampled:
+in the sandbox). Per turn, **all live sessions generate together** (one batch, up to
+``max_batch`` sequences); their tool calls then run concurrently (``session.astep``), and
+the tool results are appended as tokens. Two generation engines:
+
+* ``hf`` (default): :class:`astra.train.rl_kvcache.KVCacheBatch` keeps every episode's KV
+  cache across turns, so a turn only runs the model on the new tokens (tool results, next
+  assistant header), and prefills a prompt prefix shared by the sessions once (the system
+  prompt; the whole prompt within a group);
+* ``hf-generate``: one left-padded ``model.generate`` call per turn over the whole
+  conversations (the reference; every turn prefills everything again).
+
+Both give the same tokens under greedy decoding (tested). The token sequence of an
+episode is built by concatenation and never re-tokenized, so the tokens trained on are
+exactly the tokens the policy sampled:
 
 ``prompt (mask 0) | reply 1 (mask 1) | tool results + next assistant header (mask 0) | reply 2 (mask 1) | ...``
 
-An episode ends when the model answers without a tool call, when the session is done
-(all sub-tasks solved or its ``max_turns`` reached), or when the context budget
-(``max_total_tokens``) would be exceeded.
+An episode ends when the model answers without a tool call (the reply's text is the final
+answer given to ``session.finish``), or when the context budget (``max_total_tokens``)
+would be exceeded (no answer). **The turn cap**: when the session's ``max_turns`` (or the
+engine's ``max_turns``) is reached, the last turn's tool results are still appended and
+the policy gets **one last turn**: its reply is taken as the final answer whatever it
+contains; tool calls in it are not executed (the answer is the text outside them, so a
+reply that is only a tool call answers nothing and earns 0). The reward is gated on the
+final answer (:meth:`astra.envs.runtime.EnvSession.finish`), so an episode is always
+finished with one, also when it ends on the cap, a truncated reply, the context budget
+or a tool error (then with no answer).
+
+``Episode.end_reason``: ``answer`` (a reply without tool calls), ``max_turns`` (the last
+turn after the cap still called tools), ``length`` (a reply cut at ``max_new_tokens``),
+``context``, ``error``, ``env_done`` (the session was finished by other means).
 
 :class:`ChatCodec` holds the chat-template arithmetic (prompt ids, the ids of tool
 results between two assistant turns); the veRL agent loop plugin reuses it.
@@ -21,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -103,6 +124,8 @@ class Episode:
     final_answer: str | None = None
     parse_errors: int = 0
     error: str | None = None
+    #: The turn cap was reached: the next reply is the final answer (its tool calls are not run).
+    final_turn: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -145,14 +168,16 @@ def start_episode(session: Any, codec: ChatCodec) -> Episode:
 
 
 def finish_episode(e: Episode, reason: str, answer: str | None = None) -> None:
+    """End the episode and give the session its final answer (once: ``session.finished``)."""
     e.done, e.end_reason, e.final_answer = True, reason, answer
-    if not getattr(e.session, "done", False):
+    if not getattr(e.session, "finished", False):
         e.session.finish(answer)
 
 
 def apply_reply(e: Episode, new: list[int], stopped: bool, budget: int, codec: ChatCodec) -> list[Any] | None:
     """Append one generated reply (policy tokens, mask 1); return its tool calls to run, or
-    None when the episode ended (an answer without tool calls, or a truncated reply)."""
+    None when the episode ended (an answer without tool calls, a truncated reply, or the
+    last turn after the turn cap, whose tool calls are not run)."""
     if len(new) > budget:
         new, stopped = new[:budget], False
     e.ids += new
@@ -168,26 +193,27 @@ def apply_reply(e: Episode, new: list[int], stopped: bool, budget: int, codec: C
     if not stopped:  # close the truncated turn (not trained on: the policy did not emit it)
         e.ids.append(codec.eot_id)
         e.mask.append(0)
-    if parsed.tool_calls and not getattr(e.session, "done", False):
+    last = e.final_turn or getattr(e.session, "done", False)  # no more tool turns: this is the answer
+    if parsed.tool_calls and not last:
         return list(parsed.tool_calls)
-    finish_episode(e, "answer" if stopped else "length", parsed.content)
+    reason = "length" if not stopped else ("max_turns" if parsed.tool_calls else "answer")
+    finish_episode(e, reason, parsed.content)
     return None
 
 
 def apply_tool_results(e: Episode, res: Any, codec: ChatCodec, *, max_total_tokens: int,
                        max_turns: int | None = None) -> None:
-    """Append the tool messages of one turn (mask 0), or end the episode (session done,
-    tool error, turn cap, context budget)."""
+    """Append the tool messages of one turn and the next assistant header (mask 0), or end
+    the episode (tool error, context budget). At the turn cap (the session is ``done``, or
+    ``max_turns`` replies were made) the results are appended all the same and the next
+    reply is the last one: the final answer."""
     if isinstance(res, BaseException):
         e.error = f"{type(res).__name__}: {res}"
         finish_episode(e, "error")
         return
     e.messages.extend(res)
-    if getattr(e.session, "done", False):
+    if getattr(e.session, "finished", False):  # answered by other means (e.g. astep([]))
         e.done, e.end_reason = True, "env_done"
-        return
-    if max_turns is not None and e.turns >= max_turns:
-        finish_episode(e, "max_turns")
         return
     suffix = codec.tool_suffix_ids(res)
     if len(e.ids) + len(suffix) + 2 >= max_total_tokens:
@@ -195,6 +221,11 @@ def apply_tool_results(e: Episode, res: Any, codec: ChatCodec, *, max_total_toke
         return
     e.ids += suffix
     e.mask += [0] * len(suffix)
+    if getattr(e.session, "done", False) or (max_turns is not None and e.turns >= max_turns):
+        e.final_turn = True
+
+
+ENGINES = ("hf", "hf-generate")
 
 
 class RolloutEngine:
@@ -202,7 +233,9 @@ class RolloutEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, max_new_tokens: int = 128, temperature: float = 1.0,
                  top_p: float = 1.0, max_total_tokens: int | None = None, max_batch: int | None = None,
-                 max_turns: int | None = None):
+                 max_turns: int | None = None, engine: str = "hf", autocast: Any = None):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown rollout engine {engine!r} (use {', '.join(ENGINES)})")
         self.model, self.tok = model, tokenizer
         self.codec = ChatCodec(tokenizer)
         self.max_new_tokens = max_new_tokens
@@ -211,6 +244,9 @@ class RolloutEngine:
         self.max_total_tokens = min(max_total_tokens or limit, limit)
         self.max_batch = max_batch
         self.max_turns = max_turns
+        self.kind = engine
+        #: () -> a context manager the forward passes run in (bf16 autocast), or None
+        self.autocast = autocast
         self.stats = RolloutStats()
 
     # -- generation ----------------------------------------------------------------------
@@ -242,7 +278,7 @@ class RolloutEngine:
         was_training = self.model.training
         self.model.eval()
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), (self.autocast() if self.autocast is not None else contextlib.nullcontext()):
             gen = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gc)
         self.stats.gen_seconds += time.perf_counter() - t0
         self.stats.generate_calls += 1
@@ -268,18 +304,60 @@ class RolloutEngine:
     def _finish(self, e: Episode, reason: str, answer: str | None = None) -> None:
         finish_episode(e, reason, answer)
 
+    def _kv_turn(self, eps: Sequence[Episode], live: Sequence[Episode], budgets: Sequence[int],
+                 caches: dict[int, Any]) -> list[tuple[list[int], bool]]:
+        """One turn of the ``hf`` engine: every chunk of ``max_batch`` episodes continues in
+        its own KV cache (finished episodes dropped from it first)."""
+        from astra.train.rl_kvcache import KVCacheBatch, make_sampler
+
+        step = self.max_batch or len(eps) or 1
+        index = {id(e): i for i, e in enumerate(eps)}
+        budget_of = {id(e): b for e, b in zip(live, budgets, strict=True)}
+        out: dict[int, tuple[list[int], bool]] = {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for c in range(0, len(eps), step):
+                rows = [e for e in eps[c:c + step] if not e.done]
+                if not rows:
+                    caches.pop(c, None)
+                    continue
+                kv = caches.get(c)
+                if kv is None:
+                    kv = caches[c] = KVCacheBatch(self.model, pad_id=self.codec.pad_id, stop_ids=self.codec.stop_ids,
+                                                  sample=make_sampler(self.temperature, self.top_p),
+                                                  autocast=self.autocast)
+                else:
+                    kv.drop([index[id(e)] for e in eps[c:c + step] if e.done])
+                t0 = time.perf_counter()
+                res = kv.generate([index[id(e)] for e in rows], [e.ids for e in rows],
+                                  [budget_of[id(e)] for e in rows])
+                self.stats.gen_seconds += time.perf_counter() - t0
+                self.stats.generate_calls += 1
+                for e, r in zip(rows, res, strict=True):
+                    out[id(e)] = r
+                    self.stats.gen_tokens += len(r[0])
+        finally:
+            if was_training:
+                self.model.train()
+        return [out[id(e)] for e in live]
+
     async def arun(self, sessions: Sequence[Any]) -> list[Episode]:
         self.stats.sequences += len(sessions)
         eps = [self.start(s) for s in sessions]
         for e in eps:
             if len(e.ids) + 1 >= self.max_total_tokens:
                 self._finish(e, "context")
+        caches: dict[int, Any] = {}
         while True:
             live = [e for e in eps if not e.done]
             if not live:
                 break
             budgets = [min(self.max_new_tokens, self.max_total_tokens - len(e.ids) - 1) for e in live]
-            outs = self.generate([e.ids for e in live], max(budgets))
+            if self.kind == "hf":
+                outs = self._kv_turn(eps, live, budgets, caches)
+            else:
+                outs = self.generate([e.ids for e in live], max(budgets))
             pending: list[tuple[Episode, list[Any]]] = []
             for e, (new, stopped), budget in zip(live, outs, budgets, strict=True):
                 calls = apply_reply(e, new, stopped, budget, self.codec)

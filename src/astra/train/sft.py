@@ -160,11 +160,14 @@ def choose_chat_template(tok: Any, mode: str = "auto") -> str:
     """Set the tokenizer's chat template for tool SFT; return which one is used."""
     from trl.chat_template_utils import has_generation_markers
 
-    from astra.llm.embedded import tool_chat_template
+    from astra.llm.embedded import is_previous_tool_template, tool_chat_template
 
     own = tok.chat_template if isinstance(tok.chat_template, str) else None
     if own and own.strip() == tool_chat_template().strip():
         return "astra-chatml-tools"  # e.g. the converted embedded model, which ships it
+    if is_previous_tool_template(own):  # saved with an earlier version of it: use the current one
+        tok.chat_template = tool_chat_template()
+        return "astra-chatml-tools"
     if mode == "model":
         if not own:
             raise ConfigError("the model has no chat template: use --chat-template auto or astra")

@@ -11,11 +11,13 @@ so everything here is importable and tested on a machine without veRL:
 * :func:`run_episode` — the multi-turn loop against an async token-in/token-out
   ``generate`` (veRL's ``AsyncLLMServerManager.generate``), built from the same turn logic
   as the local trainer (:mod:`astra.train.rl_rollout`): policy tokens mask 1, tool-result
-  tokens mask 0, episode end on answer / session done / turn cap / response budget;
+  tokens mask 0, episode end on an answer, on the last turn after the turn cap (taken as
+  the final answer, its calls not run) or on the response budget;
   returns veRL's ``AgentLoopOutput`` fields plus the reward from ``EnvSession.reward()``;
 * :func:`replay_reward` — the reward of a decoded response (``compute_score``'s
   ``solution_str``): its tool calls are replayed turn by turn in a fresh session (the
-  environments are deterministic), then ``trajectory_reward``. A fallback for agent loops
+  environments are deterministic; the turn after the cap is the final answer, as in the
+  rollout), then ``trajectory_reward``. A fallback for agent loops
   that do not return ``reward_score`` themselves.
 """
 
@@ -214,14 +216,14 @@ def replay_reward(solution_str: str, extra_info: Any, *, base_dir: str | Path | 
 
     async def play(turns: Sequence[str]) -> None:
         for text in turns:
-            if s.done:
-                break
             parsed = parse_tool_calls(text)
-            if parsed.tool_calls:
+            if parsed.tool_calls and not s.done:
                 await s.astep(parsed.tool_calls)
-            else:
+            else:  # an answer, or the last turn after the turn cap (its calls are not run)
                 s.finish(parsed.content)
                 break
+        if not s.finished:
+            s.finish(None)
 
     run_sync(play(split_turns(solution_str)))
     r = s.reward()
