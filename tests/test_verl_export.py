@@ -22,6 +22,7 @@ from astra.envsynth.compose import compose
 from astra.envsynth.synth import synthesize_environment
 from astra.envsynth.worlds import load_worlds
 from astra.sandbox import SandboxPool, parse_call_statement
+from astra.train.rl_config import RLConfig, VerlJob
 from astra.train.verl_export import export_verl_job
 from astra.train.verl_plugin.core import AGENT_NAME, EnvCatalog, make_session, replay_reward, split_turns
 
@@ -74,9 +75,10 @@ class RandomSampler:
 @pytest.fixture(scope="module")
 def export_dir(envs, tokenizer, tmp_path_factory):
     out = tmp_path_factory.mktemp("verl") / "job"
-    res = export_verl_job(envs, out, model_path="/models/sft", reward="f1", group_size=4, batch_size=16,
-                          max_turns=8, distractors="random", distractor_k=1, tokenizer=tokenizer,
-                          distractor_sampler=RandomSampler(envs), val_fraction=0.25)
+    cfg = RLConfig(backend="verl", reward="f1", group_size=4, batch_size=16, max_turns=8, distractors="random",
+                   distractor_k=1)
+    res = export_verl_job(envs, out, cfg, model_path="/models/sft", job=VerlJob(val_fraction=0.25),
+                          tokenizer=tokenizer, distractor_sampler=RandomSampler(envs))
     assert res.rows_train + res.rows_val == len(envs)
     return out
 
@@ -141,7 +143,10 @@ def test_too_many_turns_refused(envs, tmp_path):
     from astra.errors import ConfigError
 
     with pytest.raises(ConfigError, match="32"):
-        export_verl_job(envs, tmp_path / "x", model_path="m", max_turns=40, distractors="none")
+        export_verl_job(envs, tmp_path / "x", RLConfig(backend="verl", max_turns=40, distractors="none"),
+                        model_path="m")
+    with pytest.raises(ConfigError, match="backend='verl'"):
+        export_verl_job(envs, tmp_path / "y", RLConfig(), model_path="m")
 
 
 # -- the written plugin files, veRL stubbed ---------------------------------------------------

@@ -90,7 +90,7 @@ def _option(model: type[BaseModel], name: str, help_override: str | None) -> tup
     if choices:
         text = (text + " " if text else "") + "One of: " + ", ".join(choices) + "."
     decls = [long] if flag.short is None else [long, flag.short]
-    if tp is bool:
+    if _strip_optional(tp)[0] is bool:  # --x/--no-x (unset: the field's default, None included)
         decls = [f"{long}/--no-{long.removeprefix('--')}"] + ([flag.short] if flag.short else [])
     default = info.get_default(call_default_factory=True)
     if default is PydanticUndefined:

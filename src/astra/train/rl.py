@@ -46,99 +46,22 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from astra.errors import ConfigError, InputError
 from astra.train.metrics import MetricsLogger
 from astra.train.precision import autocast, resolve_precision
 from astra.train.rl_buffer import FillResult, Group, RolloutBuffer, Sample, fill_batch
+from astra.train.rl_config import RLConfig
 from astra.train.rl_journal import RolloutJournal
-from astra.train.rl_loss import LossAgg, policy_loss, token_logprobs
+from astra.train.rl_loss import policy_loss, token_logprobs
 from astra.train.rl_rollout import Episode, RolloutEngine, RolloutStats
 
-log = logging.getLogger(__name__)
-
-RewardKind = Literal["f1", "recall", "precision"]
-DistractorMode = Literal["banded", "random", "none"]
 STATE_FILE = "trainer_state.pt"
 #: session_factory(env, distractors, seed) -> an EnvSession-like object.
 SessionFactory = Callable[[Any, list[Any] | None, int], Any]
 
-
-class RLConfig(BaseModel):
-    """Every knob of an RL run (the CLI maps its options 1:1 onto these)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    envs: Path | None = None  # environments directory/file (astra.envs.bundle.load_environments)
-    model: str = "embedded"  # 'embedded' (SmolLM2-135M), a checkpoint dir (SFT output) or HF id
-    output_dir: Path = Path("ckpt/rl")
-    group_size: int = Field(4, ge=2)
-    batch_size: int = Field(8, ge=1)  # samples per optimizer step (the method: batch = mini-batch)
-    mini_batch_size: int | None = None  # None = batch_size: one update per batch (on-policy)
-    micro_batch_size: int = Field(2, ge=1)  # sequences per forward/backward (gradient accumulation)
-    groups_per_round: int | None = None  # environments per rollout round; default ceil(batch / G)
-    max_rollout_rounds: int = Field(4, ge=1)  # cap on rounds per step (all-degenerate guard)
-    reward: RewardKind = "f1"
-    distractors: DistractorMode = "banded"
-    distractor_k: int = Field(1, ge=0)  # per band (banded) / in total (random)
-    max_steps: int = Field(20, ge=0)
-    lr: float = 2e-6
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    max_turns: int = Field(8, ge=1)
-    max_new_tokens: int = Field(128, ge=1)  # per assistant turn
-    max_total_tokens: int = Field(4096, ge=64)  # prompt + whole trajectory
-    temperature: float = 1.0
-    top_p: float = 1.0
-    clip_eps_low: float = 0.2
-    clip_eps_high: float = 0.28
-    std_threshold: float = 1e-6  # delta: groups with Std(R) <= delta are dropped
-    adv_eps: float = 1e-6
-    loss_agg: LossAgg = "token-mean"
-    max_staleness: int | None = 1  # drop buffered samples older than this many steps (None: keep)
-    save_every: int = 10
-    keep_checkpoints: int = 2
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # torch CPU threads (default: min(2, cores))
-    max_batch: int | None = None  # cap on sequences per generate call (None: all live sessions)
-    #: hf: KV cache kept across turns, shared prompt prefixes prefilled once (astra.train.rl_kvcache);
-    #: hf-generate: one HF ``generate`` call per turn over the whole conversations.
-    rollout_engine: Literal["hf", "hf-generate"] = "hf"
-    #: auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (astra.train.precision).
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    #: Recompute activations in the backward pass of the update (less memory, ~30% more compute).
-    gradient_checkpointing: bool = False
-    #: Append every rollout round to ``rollouts.jsonl`` (fsync'd); --resume replays the rounds made
-    #: after the last checkpoint by its weights instead of rolling them out again (astra.train.rl_journal).
-    journal: bool = True
-    log_samples: int = 2  # trajectories per step written to samples.jsonl
-    plot_every: int = 5  # redraw curves.png every N steps (and at the end)
-    #: When the old (rollout-policy) log-probs are computed. "rollout": one no-grad forward
-    #: after each rollout round. "lazy" (same values, one forward pass less per step): the
-    #: samples trained in the step they were rolled out, in a single on-policy update, take
-    #: the update's own log-probs (detached; the weights have not changed since the rollout);
-    #: samples carried over in the buffer, and every sample when there are several mini-batches,
-    #: are scored before the update, i.e. still under the policy that generated them.
-    old_logps: Literal["rollout", "lazy"] = "lazy"
-    tensorboard: bool | None = None  # None: when installed
-    wandb_project: str | None = None
-
-    @field_validator("temperature")
-    @classmethod
-    def _temp(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("RL needs sampling: temperature must be > 0 (greedy groups are all alike)")
-        return v
-
-    @property
-    def rounds_groups(self) -> int:
-        return self.groups_per_round or max(1, math.ceil(self.batch_size / self.group_size))
-
+log = logging.getLogger(__name__)
 
 # -- model -------------------------------------------------------------------------------------
 

@@ -15,11 +15,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-LossAgg = Literal["token-mean", "seq-mean-token-mean"]
+from astra.train.rl_config import LossAgg
 
 
 def _hidden_and_head(model: Any) -> tuple[Any, Any] | None:

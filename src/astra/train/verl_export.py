@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from astra.errors import ConfigError
+from astra.train.rl_config import RLConfig, VerlJob
 from astra.train.verl_plugin import TEMPLATES, template_text
 from astra.train.verl_plugin.core import AGENT_NAME, DATA_SOURCE
 
@@ -246,17 +247,21 @@ passes `ASTRA_VERL_DIR` and `PYTHONPATH` to Ray workers.
 """
 
 
-def export_verl_job(envs: Sequence[Any], out_dir: str | Path, *, model_path: str, reward: str = "f1",
-                    group_size: int = 8, batch_size: int = 256, lr: float = 2e-6, clip_low: float = 0.2,
-                    clip_high: float = 0.28, max_turns: int = 32, distractors: str = "banded",
-                    distractor_k: int = 1, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-                    max_response_length: int = 8192, max_prompt_length: int | None = None,
-                    total_steps: int = 200, n_gpus_per_node: int = 8, nnodes: int = 1,
-                    rollout_engine: str = "vllm", max_gen_batches: int = 8, val_fraction: float = 0.05,
-                    save_freq: int = 20, tokenizer: Any = None, distractor_sampler: Any = None,
+def export_verl_job(envs: Sequence[Any], out_dir: str | Path, cfg: RLConfig, *, model_path: str,
+                    job: VerlJob | None = None, tokenizer: Any = None, distractor_sampler: Any = None,
                     overwrite: bool = False) -> VerlExport:
-    """Write a veRL job directory for ``envs``; see the module docstring."""
+    """Write a veRL job directory for ``envs`` from the run's :class:`RLConfig` (``backend``
+    ``verl``: its rollout engine is vllm or sglang) and the veRL-only :class:`VerlJob`; see
+    the module docstring."""
     import yaml
+
+    if cfg.backend != "verl":
+        raise ConfigError("the veRL export needs an RLConfig with backend='verl'")
+    job = job or VerlJob()
+    reward, group_size, batch_size, lr = cfg.reward, cfg.group_size, cfg.batch_size, cfg.lr
+    clip_low, clip_high, max_turns, seed = cfg.clip_eps_low, cfg.clip_eps_high, cfg.max_turns, cfg.seed
+    distractors, distractor_k = cfg.distractors, cfg.distractor_k
+    max_response_length = job.max_response_length
 
     from astra.envs.bundle import write_environment
 
@@ -274,7 +279,7 @@ def export_verl_job(envs: Sequence[Any], out_dir: str | Path, *, model_path: str
 
     rows = build_rows(envs, reward=reward, max_turns=max_turns, distractors=distractors,
                       distractor_k=distractor_k, seed=seed, distractor_sampler=distractor_sampler)
-    n_val = 0 if len(rows) < 2 else max(1, int(round(len(rows) * val_fraction)))
+    n_val = 0 if len(rows) < 2 else max(1, int(round(len(rows) * job.val_fraction)))
     val_idx = set(range(len(rows) - n_val, len(rows)))
     train = [r for i, r in enumerate(rows) if i not in val_idx]
     val = [r for i, r in enumerate(rows) if i in val_idx] or rows[:1]
@@ -282,7 +287,7 @@ def export_verl_job(envs: Sequence[Any], out_dir: str | Path, *, model_path: str
         r["extra_info"]["split"] = "test"
     lengths = _prompt_tokens(rows, tokenizer)
     longest = max(lengths)
-    prompt_len = max_prompt_length or int(math.ceil((longest + 64) / 256) * 256)
+    prompt_len = job.max_prompt_length or int(math.ceil((longest + 64) / 256) * 256)
     if longest > prompt_len:
         raise ConfigError(f"the longest prompt has {longest} tokens > --max-prompt-length {prompt_len}")
     _write_parquet(train, out / "data" / "train.parquet")
@@ -297,15 +302,16 @@ def export_verl_job(envs: Sequence[Any], out_dir: str | Path, *, model_path: str
         (out / dst).write_text(template_text(src), "utf-8")
     (out / "agent_loop.yaml").write_text(yaml.safe_dump(
         [{"name": AGENT_NAME, "_target_": "astra_agent_loop.AstraEnvAgentLoop"}], sort_keys=False), "utf-8")
-    cfg = trainer_config(model_path=model_path, group_size=group_size, batch_size=batch_size, lr=lr,
+    trainer_cfg = trainer_config(model_path=model_path, group_size=group_size, batch_size=batch_size, lr=lr,
                          clip_low=clip_low, clip_high=clip_high, max_turns=max_turns,
                          max_prompt_length=prompt_len, max_response_length=max_response_length,
-                         temperature=temperature, top_p=top_p, total_steps=total_steps,
-                         n_gpus_per_node=n_gpus_per_node, nnodes=nnodes, rollout_engine=rollout_engine,
-                         max_gen_batches=max_gen_batches, experiment=f"astra-rl-{reward}", save_freq=save_freq)
+                         temperature=cfg.temperature, top_p=cfg.top_p, total_steps=cfg.max_steps,
+                         n_gpus_per_node=job.n_gpus_per_node, nnodes=job.nnodes,
+                         rollout_engine=str(cfg.rollout_engine), max_gen_batches=job.max_gen_batches,
+                         experiment=f"astra-rl-{reward}", save_freq=cfg.save_every)
     (out / "astra_grpo.yaml").write_text(
         "# veRL trainer config written by `astra train rl --backend verl` (the ASTRA method §3.2 settings).\n"
-        + yaml.safe_dump(cfg, sort_keys=False), "utf-8")
+        + yaml.safe_dump(trainer_cfg, sort_keys=False), "utf-8")
     run = out / "run.sh"
     run.write_text(RUN_SH, "utf-8")
     run.chmod(run.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
