@@ -1,4 +1,5 @@
-"""The LLM options of a command: declared once (astra.cli_common), taken as one LLMOptions."""
+"""Option groups of a command: declared once (astra.cli_common), taken as one object
+(LLMOptions, RunnerOptions)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from astra.cli_common import OPTIONS, takes_llm_options
+from astra.cli_common import LLM_OPTIONS as OPTIONS
+from astra.cli_common import RunnerOptions, takes_llm_options, takes_runner_options
 from astra.llm.options import LLMOptions
 
 
@@ -30,7 +32,8 @@ def _app(*fields, help=None, seen: dict) -> typer.Typer:
 
 def _opts(app: typer.Typer) -> list[str]:
     cmd = typer.main.get_command(app)
-    return [o for p in cmd.params for o in getattr(p, "opts", []) if o.startswith("-")]
+    return [o for p in cmd.params for o in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]
+            if o.startswith("-")]
 
 
 def test_the_command_gets_one_object(monkeypatch):
@@ -92,7 +95,27 @@ def test_every_option_is_in_help_with_its_text():
 def test_bad_values_and_misuse():
     r = CliRunner().invoke(_app(seen={}), ["x", "--response-format", "xml"])
     assert r.exit_code == 2 and "xml" in r.output
-    with pytest.raises(ValueError, match="unknown LLM option"):
+    with pytest.raises(ValueError, match="unknown LLMOptions option"):
         takes_llm_options("temperature")
     with pytest.raises(TypeError, match="llm_options"):
         takes_llm_options()(lambda path: None)
+
+
+def test_runner_options_are_one_object_too():
+    app = typer.Typer(add_completion=False)
+    seen: dict = {}
+
+    @app.command()
+    @takes_runner_options("limit", "concurrency", "skip_failed", help={"limit": "First N chains."})
+    @takes_llm_options("spec")
+    def cmd(llm_options: LLMOptions = LLMOptions(), runner: RunnerOptions = RunnerOptions()) -> None:
+        seen.update(llm=llm_options, runner=runner)
+
+    assert _opts(app) == ["--llm", "--limit", "--concurrency", "-j", "--skip-failed", "--retry-failed"]
+    r = CliRunner().invoke(app, ["--llm", "embedded", "--limit", "3", "-j", "2", "--skip-failed"])
+    assert r.exit_code == 0, r.output
+    assert seen["runner"] == RunnerOptions(limit=3, concurrency=2, skip_failed=True)
+    assert seen["runner"].kwargs() == {"limit": 3, "concurrency": 2, "executor": "local", "ray_address": None,
+                                       "skip_failed": True, "no_progress": False}
+    assert seen["llm"].spec == "embedded"
+    assert "First N chains." in CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output

@@ -8,7 +8,9 @@ same summary. The LLM options are declared once here and reach a command as one
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import functools
 import inspect
 import logging
@@ -51,13 +53,13 @@ def print_error(message: str) -> None:
     console.print(Text.assemble(("error:", "bold red"), " " + message), soft_wrap=True, highlight=False)
 
 
-# -- LLM options: declared once, taken by a command as one LLMOptions ---------------------
-ResponseFormatChoice = Enum("ResponseFormatChoice", {f: f for f in RESPONSE_FORMATS}, type=str)  # type: ignore[misc]
+# -- option groups: options declared once, taken by a command as one object ---------------
 
 
 @dataclass(frozen=True)
 class _Option:
-    """One LLM option: the command parameter it becomes, its type and default, its typer option."""
+    """One option of a group: the command parameter it becomes, its type and default, its
+    typer option."""
 
     param: str
     type: Any
@@ -69,8 +71,65 @@ def _option(param: str, type_: Any, default: Any, *names: str, **kw: Any) -> _Op
     return _Option(param, type_, default, typer.Option(*names, **kw))
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _annotation(opt: _Option, help: str | None) -> Any:
+    info = opt.option
+    if help is not None:
+        info = copy.copy(info)
+        info.help = help
+    return Annotated[opt.type, info]
+
+
+def _takes_options(model: type, param: str, table: Mapping[str, _Option], chosen: list[str],
+                   help: Mapping[str, str] | None, *, around: Callable[[Any], Any] | None = None
+                   ) -> Callable[[F], F]:
+    """The decorator behind :func:`takes_llm_options` and :func:`takes_runner_options`: the
+    command's parameter ``param`` (annotated ``model``) becomes the options ``chosen`` (fields
+    of ``model``, declared in ``table``), in its place in ``--help``; the command receives one
+    ``model`` built from them (fields not offered keep their defaults), run inside
+    ``around(obj)`` when given."""
+    unknown = [f for f in (*chosen, *(help or {})) if f not in table]
+    if unknown:
+        raise ValueError(f"unknown {model.__name__} option(s) {unknown}; known: {list(table)}")
+    by_param = {table[f].param: f for f in chosen}
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        if param not in sig.parameters:
+            raise TypeError(f"{fn.__name__} has no parameter {param!r} to take the {model.__name__}")
+        params: list[inspect.Parameter] = []
+        for p in sig.parameters.values():
+            if p.name != param:
+                params.append(p)
+                continue
+            params += [inspect.Parameter(table[f].param, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                         default=table[f].default,
+                                         annotation=_annotation(table[f], (help or {}).get(f))) for f in chosen]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {by_param[n]: kwargs.pop(n) for n in list(kwargs) if n in by_param}
+            obj = model(**{k: v.value if isinstance(v, Enum) else v for k, v in values.items()})
+            with around(obj) if around is not None else contextlib.nullcontext():
+                return fn(*args, **{param: obj}, **kwargs)
+
+        new_sig = sig.replace(parameters=params)
+        wrapper.__signature__ = new_sig  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not p.empty}
+        if sig.return_annotation is not sig.empty:
+            wrapper.__annotations__["return"] = sig.return_annotation
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+# -- LLM options ---------------------------------------------------------------------------
+ResponseFormatChoice = Enum("ResponseFormatChoice", {f: f for f in RESPONSE_FORMATS}, type=str)  # type: ignore[misc]
+
 #: LLMOptions field -> its option, in the order they are listed in ``--help``.
-OPTIONS: dict[str, _Option] = {
+LLM_OPTIONS: dict[str, _Option] = {
     "spec": _option("llm", str | None, None, "--llm", envvar="ASTRA_LLM", show_envvar=True,
                     help="Provider: 'embedded' (in-process SmolLM2, offline), 'embedded:PATH' or 'openai:MODEL'."),
     "base_url": _option("base_url", str | None, None, "--base-url", envvar="ASTRA_BASE_URL", show_envvar=True,
@@ -93,68 +152,70 @@ OPTIONS: dict[str, _Option] = {
              "the server reports (/v1/models, /props). See docs/llm.md."),
 }
 #: The options a command gets from ``@takes_llm_options()``.
-ALL = ("spec", "base_url", "api_key_env", "concurrency", "no_cache", "timeout")
+LLM_DEFAULT = ("spec", "base_url", "api_key_env", "concurrency", "no_cache", "timeout")
 #: What every command that takes ``--base-url`` also gets.
-ENDPOINT = ("response_format", "model_fingerprint")
-#: The parameter of a decorated command that receives the :class:`LLMOptions`.
-PARAM = "llm_options"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _annotation(field: str, help: str | None) -> Any:
-    opt = OPTIONS[field]
-    info = opt.option
-    if help is not None:
-        info = copy.copy(info)
-        info.help = help
-    return Annotated[opt.type, info]
+LLM_ENDPOINT = ("response_format", "model_fingerprint")
 
 
 def takes_llm_options(*fields: str, help: Mapping[str, str] | None = None) -> Callable[[F], F]:
     """Give a command the LLM options: its parameter ``llm_options: LLMOptions`` becomes the
-    options named by ``fields`` (:class:`LLMOptions` fields; default :data:`ALL`), plus
-    ``--response-format`` and ``--model-fingerprint`` when ``base_url`` is among them, in its
-    place in ``--help``. ``help`` replaces an option's help text (by field). The command
-    receives one :class:`LLMOptions` (fields not offered keep their defaults) and runs with
-    its endpoint options exported (:meth:`LLMOptions.exported`)."""
-    chosen = list(fields or ALL)
-    unknown = [f for f in (*chosen, *(help or {})) if f not in OPTIONS]
-    if unknown:
-        raise ValueError(f"unknown LLM option(s) {unknown}; known: {list(OPTIONS)}")
+    options named by ``fields`` (:class:`LLMOptions` fields; default :data:`LLM_DEFAULT`),
+    plus ``--response-format`` and ``--model-fingerprint`` when ``base_url`` is among them,
+    in its place in ``--help``. ``help`` replaces an option's help text (by field). The
+    command receives one :class:`LLMOptions` (fields not offered keep their defaults) and
+    runs with its endpoint options exported (:meth:`LLMOptions.exported`)."""
+    chosen = list(fields or LLM_DEFAULT)
     if "base_url" in chosen:
-        chosen += [f for f in ENDPOINT if f not in chosen]
-    by_param = {OPTIONS[f].param: f for f in chosen}
+        chosen += [f for f in LLM_ENDPOINT if f not in chosen]
+    return _takes_options(LLMOptions, "llm_options", LLM_OPTIONS, chosen, help, around=LLMOptions.exported)
 
-    def decorate(fn: F) -> F:
-        sig = inspect.signature(fn, eval_str=True)
-        if PARAM not in sig.parameters:
-            raise TypeError(f"{fn.__name__} has no parameter {PARAM!r} to take the LLM options")
-        params: list[inspect.Parameter] = []
-        for p in sig.parameters.values():
-            if p.name != PARAM:
-                params.append(p)
-                continue
-            params += [inspect.Parameter(OPTIONS[f].param, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                         default=OPTIONS[f].default,
-                                         annotation=_annotation(f, (help or {}).get(f))) for f in chosen]
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            values = {by_param[n]: kwargs.pop(n) for n in list(kwargs) if n in by_param}
-            values = {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
-            options = LLMOptions(**values)
-            with options.exported():
-                return fn(*args, **{PARAM: options}, **kwargs)
+# -- runner options ------------------------------------------------------------------------
 
-        new_sig = sig.replace(parameters=params)
-        wrapper.__signature__ = new_sig  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not p.empty}
-        if sig.return_annotation is not sig.empty:
-            wrapper.__annotations__["return"] = sig.return_annotation
-        return wrapper  # type: ignore[return-value]
 
-    return decorate
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How a command runs its stage: ``run_stage_cli(stage, inputs, output, **runner.kwargs())``."""
+
+    limit: int | None = None
+    concurrency: int = 4
+    executor: str = "local"
+    ray_address: str | None = None
+    skip_failed: bool = False
+    no_progress: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: RunnerOptions field -> its option, in the order they are listed in ``--help``.
+RUNNER_OPTIONS: dict[str, _Option] = {
+    "limit": _option("limit", int | None, None, "--limit", help="Process only the first N input records."),
+    "concurrency": _option("concurrency", int, 4, "--concurrency", "-j", help="Records processed at once."),
+    "executor": _option("executor", str, "local", "--executor", help="'local' (asyncio) or 'ray'."),
+    "ray_address": _option("ray_address", str | None, None, "--ray-address",
+                           help="Ray cluster address (executor ray)."),
+    "skip_failed": _option(
+        "skip_failed", bool, False, "--skip-failed/--retry-failed",
+        help="Inputs that failed in an earlier run (endpoint down, timeout, error) are processed again by "
+             "default (--retry-failed); --skip-failed leaves them failed. Rejections are never redone."),
+    "no_progress": _option("no_progress", bool, False, "--no-progress", help="Hide the progress bar."),
+}
+
+
+def takes_runner_options(*fields: str, help: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Give a command the runner options: its parameter ``runner: RunnerOptions`` becomes the
+    options named by ``fields`` (default: all), the way :func:`takes_llm_options` does."""
+    return _takes_options(RunnerOptions, "runner", RUNNER_OPTIONS, list(fields or RUNNER_OPTIONS), help)
+
+
+#: The runner options one by one, for a command that lists them itself.
+LimitOpt = Annotated[int | None, RUNNER_OPTIONS["limit"].option]
+ConcurrencyOpt = Annotated[int, RUNNER_OPTIONS["concurrency"].option]
+ExecutorOpt = Annotated[str, RUNNER_OPTIONS["executor"].option]
+RayAddressOpt = Annotated[str | None, RUNNER_OPTIONS["ray_address"].option]
+SkipFailedOpt = Annotated[bool, RUNNER_OPTIONS["skip_failed"].option]
+NoProgressOpt = Annotated[bool, RUNNER_OPTIONS["no_progress"].option]
 
 
 # -- a run from one file ----------------------------------------------------------------
@@ -242,18 +303,6 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     help="A YAML (.yaml/.yml) or TOML (.toml) file of option values (keys: the option names, e.g. "
          "max_steps or max-steps); options given on the command line override them, an unknown key is an "
          "error. One file reproduces a run.")]
-
-# -- runner options --------------------------------------------------------------------
-LimitOpt = Annotated[int | None, typer.Option("--limit", help="Process only the first N input records.")]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", help="Records processed at once.")]
-ExecutorOpt = Annotated[str, typer.Option("--executor", help="'local' (asyncio) or 'ray'.")]
-RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (executor ray).")]
-SkipFailedOpt = Annotated[bool, typer.Option(
-    "--skip-failed/--retry-failed",
-    help="Inputs that failed in an earlier run (endpoint down, timeout, error) are processed again by "
-         "default (--retry-failed); --skip-failed leaves them failed. Rejections are never redone.")]
-NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")]
-
 
 #: Exit codes of every ``astra`` command (documented in docs/cli.md).
 EXIT_CODES = {

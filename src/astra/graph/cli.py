@@ -19,16 +19,12 @@ import typer
 from rich.table import Table
 
 from astra.cli_common import (
-    ConcurrencyOpt,
-    ExecutorOpt,
-    LimitOpt,
-    NoProgressOpt,
-    RayAddressOpt,
-    SkipFailedOpt,
+    RunnerOptions,
     cli_errors,
     console,
     run_stage_cli,
     takes_llm_options,
+    takes_runner_options,
 )
 from astra.errors import ConfigError, InputError
 from astra.graph.dataflow import EDGE_THRESHOLD
@@ -61,6 +57,7 @@ def _graphs_output(output: Path) -> Path:
 @app.command("build")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def build_cmd(
     tools: Annotated[Path, typer.Argument(help="Tool servers (tools.jsonl from `astra tools`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help=f"Output directory ({GRAPHS_FILE} is written inside) or a .jsonl path.")],
@@ -76,12 +73,7 @@ def build_cmd(
     threshold: Annotated[float, typer.Option("--threshold", help="Lowest field->parameter match score that makes a data-flow edge.")] = EDGE_THRESHOLD,
     matcher: Annotated[str, typer.Option("--matcher", help="How fields and parameters whose names differ are compared: semantic (sentence embeddings, all-MiniLM-L6-v2) or lexical (token overlap, no model).")] = "semantic",
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Build one transition graph per server (writes OUTPUT/graphs.jsonl)."""
     if not tools.exists():
@@ -91,8 +83,7 @@ def build_cmd(
                             chains_per_proposal=chains_per_proposal, max_len=max_len, temperature=temperature,
                             dataflow_weight=dataflow_weight, threshold=threshold, matcher=matcher)
     out = _graphs_output(output)
-    run_stage_cli(stage, tools, out, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, tools, out, **runner.kwargs())
     graphs = list(read_outputs(out, ToolGraph))
     annotate_manifest(out, "graph_stats", {g.server: {**g.stats, "proposals": g.proposals} for g in graphs})
     t = Table(title=f"graphs ({', '.join(stage.sources)})", title_justify="left")
@@ -115,6 +106,7 @@ def build_cmd(
 
 @app.command("chains")
 @cli_errors
+@takes_runner_options()
 def chains_cmd(
     graphs: Annotated[Path, typer.Argument(help=f"Graphs directory (or its {GRAPHS_FILE}) from `astra graph build`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output chains JSONL.")],
@@ -127,12 +119,7 @@ def chains_cmd(
     start: Annotated[str, typer.Option(
         "--start", help="Start tools, drawn by out-degree: 'entry' = tools that need no identifier from an "
                         "earlier call (their chains can pass the args check), 'any' = every tool (the reference).")] = "entry",
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Sample candidate chains by seeded, weight-biased random walks on each graph."""
     src = graphs_path(graphs)
@@ -140,8 +127,7 @@ def chains_cmd(
         raise InputError("graph file not found (run `astra graph build` first)", path=str(src))
     stage = ChainsStage(walks=walks, min_len=min_len, max_len=max_len, seed=seed, allow_cycles=allow_cycles,
                         max_per_server=max_per_server, start=start)
-    run_stage_cli(stage, src, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, src, output, **runner.kwargs())
     per = Counter(c.server for c in read_outputs(output, Chain))
     if per:
         console.print("chains per server: " + ", ".join(f"{k} {v}" for k, v in sorted(per.items())))
@@ -150,6 +136,7 @@ def chains_cmd(
 @app.command("verify")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def verify_cmd(
     chains: Annotated[Path, typer.Argument(help="Chains JSONL from `astra graph chains`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL of the chains that pass.")],
@@ -164,12 +151,7 @@ def verify_cmd(
     bt_llm: Annotated[str | None, typer.Option(
         "--bt-llm", help="Provider for the query->chain half of back-translation (default: --llm).")] = None,
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Keep the chains that pass every selected check; rejections name the failing check."""
     if not chains.exists():
@@ -185,5 +167,4 @@ def verify_cmd(
     bt = llm_options.settings(bt_llm) if bt_llm else None
     stage = VerifyChainsStage(str(tools_path), checks=selected, votes=votes, llm=llm_options.settings(), bt_llm=bt)
     console.print(f"checks: {', '.join(selected)}; servers from {tools_path}")
-    run_stage_cli(stage, chains, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, chains, output, **runner.kwargs())

@@ -16,15 +16,11 @@ from typing import Annotated
 import typer
 
 from astra.cli_common import (
-    ConcurrencyOpt,
-    ExecutorOpt,
-    LimitOpt,
-    NoProgressOpt,
-    RayAddressOpt,
-    SkipFailedOpt,
+    RunnerOptions,
     cli_errors,
     run_stage_cli,
     takes_llm_options,
+    takes_runner_options,
 )
 from astra.judge.stages import DEFAULT_MIN_SCORE, JudgeStage
 from astra.llm.options import LLMOptions
@@ -32,6 +28,7 @@ from astra.llm.options import LLMOptions
 
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def judge_command(
     trajectories: Annotated[Path, typer.Argument(help="Trajectories JSONL (astra rollout).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Judged trajectories that pass, JSONL.")],
@@ -42,17 +39,11 @@ def judge_command(
                         "Default: offline when --llm is the tiny embedded default, else llm.")] = None,
     llm_options: LLMOptions = LLMOptions(),
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens per judge reply.")] = 400,
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Judge trajectories (7 dimensions); keep those scoring at least --min-score."""
     stage = JudgeStage(min_score=min_score, mode=judge, settings=llm_options.settings(), max_tokens=max_tokens)
-    run_stage_cli(stage, trajectories, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, trajectories, output, **runner.kwargs())
 
 
 app = typer.Typer(name="judge", add_completion=False, help="The 7-dimension trajectory judge.")

@@ -18,16 +18,12 @@ from typing import Annotated
 import typer
 
 from astra.cli_common import (
-    ConcurrencyOpt,
-    ExecutorOpt,
-    LimitOpt,
-    NoProgressOpt,
-    RayAddressOpt,
-    SkipFailedOpt,
+    RunnerOptions,
     cli_errors,
     note,
     run_stage_cli,
     takes_llm_options,
+    takes_runner_options,
 )
 from astra.llm.options import LLMOptions
 from astra.rollout.agent import DEFAULT_MAX_TURNS
@@ -37,6 +33,7 @@ from astra.rollout.stages import CHAIN_EXECUTOR, RolloutStage, check_agent, is_l
 
 @cli_errors
 @takes_llm_options("base_url", "api_key_env", "concurrency", "no_cache", "timeout")
+@takes_runner_options()
 def rollout_command(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (astra tasks …).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output trajectories JSONL.")],
@@ -63,12 +60,7 @@ def rollout_command(
     mcp_timeout: Annotated[float, typer.Option("--mcp-timeout", help="Seconds per MCP tool call.")] = 30.0,
     mcp_concurrency: Annotated[int, typer.Option("--mcp-concurrency", help="MCP calls in flight per server.")] = 4,
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Roll out an agent (or the offline chain executor) on tasks; write trajectories."""
     check_agent(agent)
@@ -87,8 +79,7 @@ def rollout_command(
     if stage.emulator_spec() is None:
         note("note:", "no tool emulator (the tiny embedded model cannot emulate tools): tasks on doc-only "
              "servers are rejected as no_emulator; pass --emulator-llm to emulate them")
-    run_stage_cli(stage, tasks, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, tasks, output, **runner.kwargs())
 
 
 app = typer.Typer(name="rollout", add_completion=False, help="Roll out agents on tasks.")

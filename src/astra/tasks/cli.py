@@ -15,24 +15,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from astra.cli_common import (
-    ConcurrencyOpt,
-    ExecutorOpt,
-    LimitOpt,
-    NoProgressOpt,
-    RayAddressOpt,
-    SkipFailedOpt,
+    RunnerOptions,
     check_manifest,
     cli_errors,
     console,
     print_manifest,
     run_stage_cli,
     takes_llm_options,
+    takes_runner_options,
 )
 from astra.errors import ConfigError, InputError
 from astra.llm import LLMSettings
@@ -98,6 +95,7 @@ def _servers(tools: str | None, chains: Path | None, *, required: bool) -> list[
 @app.command("generate")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options(help={"limit": "Use only the first N chains and the first N servers (per mode)."})
 def generate_cmd(
     chains: Annotated[Path | None, typer.Argument(
         help="Verified chains (verified.jsonl from `astra graph verify`); optional with --mode server.")] = None,
@@ -116,10 +114,7 @@ def generate_cmd(
         "--dry-run/--no-dry-run", help="Execute each plan on a fresh instance of a Python server and keep only "
                                        "plans that succeed (turn off for tools with real side effects).")] = True,
     llm_options: LLMOptions = LLMOptions(),
-    limit: Annotated[int | None, typer.Option(
-        "--limit", help="Use only the first N chains and the first N servers (per mode).")] = None,
-    concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Generate tasks: chain-conditioned (exactly the chain's tools, in order) and server-only."""
     modes = parse_generation_modes(mode)
@@ -130,6 +125,7 @@ def generate_cmd(
     backend = _resolve_backend(generator, llm_options.spec, "generator")
     servers = _servers(tools, chains, required=True)
     chain_records: list[Chain] = list(read_outputs(chains, Chain)) if chains is not None and "chain" in modes else []
+    limit = runner.limit
     requests = generation_requests(chain_records, servers, modes, limit=limit)
     if limit is not None:
         n_chain = sum(r.mode == "chain" for r in requests)
@@ -138,13 +134,14 @@ def generate_cmd(
     stage = GenerateStage(servers, generator=backend,
                           llm=_settings(backend, llm_options),
                           per_chain=per_chain, per_server=per_server, max_k=max_k, seed=seed, dry_run=dry_run)
-    run_stage_cli(stage, requests, output, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    # --limit has cut the requests already
+    run_stage_cli(stage, requests, output, **replace(runner, limit=None).kwargs())
 
 
 @app.command("augment")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def augment_cmd(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (from `astra tasks generate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL: originals and their variants.")],
@@ -158,8 +155,7 @@ def augment_cmd(
                                                               "their tools (default: the task's own tools).")] = None,
     seed: SeedOpt = 0,
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None, concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Augment tasks: keep each original and add diversity / complexity / persona variants."""
     if not tasks.exists():
@@ -168,13 +164,13 @@ def augment_cmd(
     stage = AugmentStage(modes=modes, per_mode=per_mode, augmenter=backend,
                          llm=_settings(backend, llm_options),
                          seed=seed, personas=personas, servers=_servers(tools, None, required=False))
-    run_stage_cli(stage, tasks, output, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, tasks, output, **runner.kwargs())
 
 
 @app.command("score")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def score_cmd(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (from `astra tasks augment` or `generate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL of the kept tasks; every scored "
@@ -192,8 +188,7 @@ def score_cmd(
     tools: Annotated[str | None, typer.Option("--tools", help="Tool servers, shown to the LLM judge and used to "
                                                               "spot tool names (optional).")] = None,
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None, concurrency: ConcurrencyOpt = 4, executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None, skip_failed: SkipFailedOpt = False, no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Score tasks (quality, realism, necessity, difficulty, uniqueness), keep those passing every
     threshold, and drop near duplicates."""
@@ -211,8 +206,7 @@ def score_cmd(
                        llm=_settings(backend, llm_options),
                        servers=_servers(tools, None, required=False))
     judged = judged_path(output)
-    run_stage_cli(stage, tasks, judged, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, tasks, judged, **runner.kwargs())
     thresholds = Thresholds(quality=min_quality, realism=min_realism, necessity=min_necessity,
                             difficulty=min_difficulty, uniqueness=min_uniqueness)
     manifest = select_scored(judged, output, thresholds=thresholds, dedup_threshold=dedup_threshold,

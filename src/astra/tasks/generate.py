@@ -329,6 +329,21 @@ class LLMGenerator:
                                             max_repairs=self.max_repairs, temperature=self.temperature,
                                             sample_index=index, max_tokens=self.max_tokens)
 
+    async def _ask_valid(self, server: ToolServer, prompt: str, index: int, key: str) -> LLMTask | Rejection:
+        """The reply to ``prompt`` when it names only tools of ``server``, else why not
+        (an endpoint failure raises: it is no rejection)."""
+        try:
+            reply = await self._ask(prompt, index)
+        except LLMError as e:
+            if is_endpoint_failure(e):
+                raise
+            return Rejection(key=key, reason="generation_failed", detail=str(e)[:300])
+        unknown = validate_tools(server, reply.target_tools + [s.tool for s in reply.steps])
+        if unknown:
+            return Rejection(key=key, reason="hallucinated_tool",
+                             detail=f"not tools of {server.name}: {', '.join(dict.fromkeys(unknown))}")
+        return reply
+
     async def for_chain(self, server: ToolServer, chain: Chain, n: int = 2) -> tuple[list[Task], list[Rejection]]:
         key = chain.record_key()
         unknown = validate_tools(server, chain.tools)
@@ -342,17 +357,9 @@ class LLMGenerator:
         tasks, rejections = [], []
         for i in range(n):
             k = f"{key}#{i}"
-            try:
-                reply = await self._ask(prompt, i)
-            except LLMError as e:
-                if is_endpoint_failure(e):
-                    raise
-                rejections.append(Rejection(key=k, reason="generation_failed", detail=str(e)[:300]))
-                continue
-            unknown = validate_tools(server, reply.target_tools + [s.tool for s in reply.steps])
-            if unknown:
-                rejections.append(Rejection(key=k, reason="hallucinated_tool",
-                                            detail=f"not tools of {server.name}: {', '.join(dict.fromkeys(unknown))}"))
+            reply = await self._ask_valid(server, prompt, i, k)
+            if isinstance(reply, Rejection):
+                rejections.append(reply)
                 continue
             if reply.target_tools != chain.tools:
                 rejections.append(Rejection(key=k, reason="chain_mismatch",
@@ -375,17 +382,9 @@ class LLMGenerator:
             k_hint = 1 + i % max(1, max_k)
             prompt = render("task_from_server", server=server, tools=server_view(server), k=k_hint, max_k=max_k)
             key = f"{server.name}#{i}"
-            try:
-                reply = await self._ask(prompt, i)
-            except LLMError as e:
-                if is_endpoint_failure(e):
-                    raise
-                rejections.append(Rejection(key=key, reason="generation_failed", detail=str(e)[:300]))
-                continue
-            unknown = validate_tools(server, reply.target_tools + [s.tool for s in reply.steps])
-            if unknown:
-                rejections.append(Rejection(key=key, reason="hallucinated_tool",
-                                            detail=f"not tools of {server.name}: {', '.join(dict.fromkeys(unknown))}"))
+            reply = await self._ask_valid(server, prompt, i, key)
+            if isinstance(reply, Rejection):
+                rejections.append(reply)
                 continue
             if not 1 <= len(reply.target_tools) <= max_k:
                 rejections.append(Rejection(key=key, reason="bad_tool_count",
