@@ -9,6 +9,7 @@
 
     astra envs synthesize valid.jsonl -o envs/ [--synthesizer offline|llm] [--max-attempts 3]
     astra envs verify envs/          astra envs play envs/ENV_ID          astra envs serve envs/ENV_ID
+    astra envs stateful --tasks tasks.jsonl --tools tools.jsonl -o envs/   # stateful environments
 
 See docs/environments.md. Each command is a thin wrapper: the logic lives in
 :mod:`astra.envsynth.compose`, :mod:`~astra.envsynth.decompose`, :mod:`~astra.envsynth.validate`,
@@ -567,3 +568,50 @@ def serve_cmd(
         serve_env_http(env, http, host=host, reward=reward)
     else:
         serve_env_stdio(env, reward=reward)
+
+
+@app.command("stateful")
+@cli_errors
+def stateful_cmd(
+    tasks: Annotated[Path, typer.Option("--tasks", help="Tasks JSONL (from `astra tasks generate`), with plans.")],
+    tools: Annotated[Path, typer.Option("--tools", help="Tool servers JSONL (from `astra tools ingest`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
+    limit: LimitOpt = None,
+    skip_exploit_check: Annotated[bool, typer.Option(
+        "--skip-exploit-check", help="Keep environments without the integrity suite (gold 1, nothing 0, "
+                                     "exploits <= 0.05, reset restores the state).")] = False,
+) -> None:
+    """Stateful environments from tasks whose plans run on stateful Python tool classes: the
+    initial state, the request, and a verifier derived by running the gold plan twice (the
+    state diff it must leave, the fact the answer must state). Writes OUTPUT/<id>.json,
+    OUTPUT/index.jsonl, OUTPUT/rejected.jsonl and the counts per reason in
+    OUTPUT/index.manifest.json (docs/stateful.md)."""
+    import asyncio
+
+    from astra.envsynth.stateful import make_environments, write_outcomes
+    from astra.types import Task, ToolServer
+
+    for p in (tasks, tools):
+        if not p.exists():
+            raise InputError("file not found", path=str(p))
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output must be a directory, {output} is a file")
+    if (output / "index.ledger.jsonl").exists():
+        raise ConfigError(f"{output} holds a QA environment bundle (index.ledger.jsonl); use another directory")
+    task_list = list(read_outputs(tasks, Task))
+    if limit is not None:
+        task_list = task_list[:limit]
+    servers = list(read_outputs(tools, ToolServer))
+    if not task_list:
+        raise InputError("no tasks", path=str(tasks))
+    outcomes = asyncio.run(make_environments(task_list, servers, probe=not skip_exploit_check))
+    m = write_outcomes(outcomes, output)
+    t = Table("server", "tasks", "kept", "write", "read", "rejected (reason: count)",
+              title=f"stateful environments in {output}", title_justify="left")
+    for name, row in sorted(m["by_server"].items()):
+        t.add_row(name, str(row["tasks"]), str(row["kept"]), str(row["write"]), str(row["read"]),
+                  ", ".join(f"{k}: {v}" for k, v in sorted(row["rejected"].items())))
+    console.print(t)
+    console.print(f"{m['kept']}/{m['tasks']} tasks became environments ({m['kept_by_mode']}); rejected: "
+                  + (", ".join(f"{k} {v}" for k, v in m["rejected"].items()) or "none")
+                  + f"; counts in {output / 'index.manifest.json'}")
