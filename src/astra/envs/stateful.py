@@ -120,6 +120,16 @@ class Backend:
         if instance is None:
             raise StateError("non_json", "", f"{target!r} is a module of functions: it has no state to restore")
         self.initial: Snapshot = capture(instance)
+        self._values: frozenset[tuple[str, ...]] | None = None
+
+    @property
+    def values(self) -> frozenset[tuple[str, ...]]:
+        """The token runs of every value (and record key) of the initial state, computed once."""
+        if self._values is None:
+            from astra.envsynth.match import value_runs
+
+            self._values = value_runs(self.initial.data, keys=True)
+        return self._values
 
     def executor(self) -> Any:
         ex = self.factory()
@@ -416,7 +426,7 @@ class StatefulSession:
         from astra.envsynth.match import value_runs
 
         if self._gold_values is None:
-            self._gold_values = value_runs(self.env.verifier.get("gold_outputs") or [])
+            self._gold_values = value_runs(self.env.verifier.get("gold_outputs") or []) | self.backend.values
         return self._gold_values | value_runs(self._outputs)
 
     def finish(self, final_answer: Any) -> None:

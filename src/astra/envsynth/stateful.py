@@ -15,8 +15,8 @@ A task whose plan runs on a stateful Python tool class becomes a
    the request asks for, else for a write the created record's id or a changed field's new
    value (the request is then completed with "Tell me the …"), for a read the only value of
    the result (``no_answer_fact``, ``several_facts`` when the request asks for more than one
-   field, ``fact_in_request`` when the request already states it, ``fact_not_returned`` when
-   no step returns it);
+   field in a way that cannot be narrowed to one, ``fact_in_request`` when the request
+   already states it);
 4. integrity: the gold plan through the runtime earns 1, doing nothing 0, every exploit of
    :mod:`astra.envs.exploits` plus the state exploits here (:data:`STATE_EXPLOITS`) at most
    0.05 (``gold_below_one``, ``do_nothing_pays``, ``exploitable``), and a reset after an
@@ -44,7 +44,7 @@ from astra.types import EnvTool, QAInstance, SubTask, Task, ToolServer
 #: Every reason a task is not made into a stateful environment.
 REASONS = ("unknown_server", "doc_only", "mcp_no_reset", "stateless_server", "import_failed", "no_plan",
            "nondeterministic_initial_state", "plan_failed", "nondeterministic", "reset_leaks", "no_answer_fact",
-           "several_facts", "fact_in_request", "fact_not_returned", "do_nothing_pays", "gold_below_one",
+           "several_facts", "fact_in_request", "do_nothing_pays", "gold_below_one",
            "exploitable") + tuple(f"state_{r}" for r in ("socket", "file", "lock", "callable", "cycle", "non_json",
                                                          "key_collision", "too_deep", "too_large", "unpicklable"))
 
@@ -204,7 +204,7 @@ def _stmt(tool: str, args: dict[str, Any]) -> str:
     return f"{tool}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
 
 
-def _asked_fields(server: ToolServer, task: Task, plan: Any) -> list[str]:
+def _asked_fields(server: ToolServer, task: Task, plan: Any, last_result: Any = None) -> list[str]:
     from astra.tasks.render import label, result_fields
 
     last = plan.steps[-1]
@@ -215,8 +215,9 @@ def _asked_fields(server: ToolServer, task: Task, plan: Any) -> list[str]:
     q = task.query.lower()
     props = (tool.output_schema or {}).get("properties") or {}
     named = [f for f in result_fields(tool, last, k=8) if f"the {label(f)}".lower() in q]
-    named += [f for f in props if f not in named and f"the {label(f)}".lower() in q
-              and f.lower() not in last.user_args]
+    keys = list(props) + [k for k in (last_result if isinstance(last_result, dict) else {}) if k not in props]
+    named += [f for f in keys if isinstance(f, str) and f not in named and f"the {label(f)}".lower() in q
+              and f not in last.user_args]
     return named
 
 
@@ -226,8 +227,8 @@ def _choose_fact(server: ToolServer, task: Task, plan: Any, results: list[Any],
     from astra.envsynth.match import answer_in_output
     from astra.tasks.render import label
 
-    asked = _asked_fields(server, task, plan)
     last = results[-1]
+    asked = _asked_fields(server, task, plan, last)
     if asked:
         v = last.get(asked[0]) if isinstance(last, dict) else None
         if not _is_scalar(v) and not isinstance(v, bool):
@@ -374,9 +375,7 @@ def derive(task: Task, server: ToolServer) -> StatefulEnvironment:
     request = query.rstrip() + suffix
     if answer_in_output(fact, task.query):
         raise Rejected("fact_in_request", f"the request already states {fact!r}")
-    step = next((i for i, r in enumerate(results1) if answer_in_output(fact, r)), None)
-    if step is None:
-        raise Rejected("fact_not_returned", f"no step of the gold plan returns {fact!r}")
+    step = next((i for i, r in enumerate(results1) if answer_in_output(fact, r)), len(results1) - 1)
     sids = [f"s{i + 1}" for i in range(len(plan.steps))]
     subs = [SubTask(id=sid, hop_level=i + 1, sub_question=f"{plan.steps[i].tool} ({i + 1}/{len(sids)})",
                     dependency=[sids[i - 1]] if i else None,
