@@ -1,12 +1,19 @@
 """Stateful environment throughput: resets per second, steps per second with a state
 snapshot after every step, and the reset time of a 1,000-row state (goal: <= 5 ms).
 
+``--counts SETS`` instead makes stateful environments from the tasks the offline generator
+writes for each tool set (``sample``: the bundled Python servers; ``tau2``: tau2-bench's
+retail and airline toolkits; ``bfcl-classes``: BFCL's multi-turn classes with their first
+scenario, see benchmarks/foreign_toolsets.py) and prints the kept counts and the rejection
+reasons per set.
+
 The 1,000-row state is the ``Ledger`` class below: 1,000 account records of eight fields
 each; a step is one write (``deposit``) followed by a canonical snapshot of the whole state
 (what :meth:`StatefulSession.reward` does once per episode); a reset restores the initial
 state in place. The same figures are printed for the bundled shop server (25 rows).
 
     PYTHONPATH=src:. python benchmarks/stateful_envs.py [--rows 1000] [--repeat 200]
+    PYTHONPATH=src:. python benchmarks/stateful_envs.py --counts sample,tau2,bfcl-classes [--out DIR]
 """
 
 from __future__ import annotations
@@ -99,12 +106,78 @@ def measure(target: str, tool: str, args: dict[str, Any], repeat: int) -> dict[s
             "reward_ms": round(reward_s * 1e3, 2), "reward_changes": info.matched + info.extra}
 
 
+def tasks_for(servers: list[Any], *, walks: int, max_chains: int, seed: int) -> list[Any]:
+    """Offline tasks of every server (chains from graph walks, plus server-mode tasks) that
+    pass the task gates and scores, as benchmarks/foreign_tools.py makes them."""
+    from astra.graph import build_graph
+    from astra.graph.graph import to_networkx
+    from astra.graph.verify import resolve_args
+    from astra.graph.walks import random_walks, walk_chains
+    from astra.tasks.gates import task_gates
+    from astra.tasks.generate import OfflineGenerator
+    from astra.tasks.score import Thresholds, offline_scores
+
+    gen = OfflineGenerator(seed=seed)
+    kept = []
+    for server in servers:
+        g = build_graph(server)
+        res = random_walks(to_networkx(g), walks=walks, min_len=2, max_len=4, seed=seed, max_chains=max_chains,
+                           start="entry") if g.edges else None
+        tasks = []
+        for ch in walk_chains(server.name, res) if res else []:
+            a = resolve_args(server, ch.tools)
+            if a.ok:
+                got, _ = gen.for_chain(server, ch.model_copy(update={"checks": {"args": a.record}}), n=1)
+                tasks += got
+        got, _ = gen.for_server(server, n=4)
+        tasks += got
+        kept += [t for t in tasks if not task_gates(t)
+                 and not Thresholds().failures(offline_scores(t, [x.name for x in server.tools]))]
+    return kept
+
+
+def counts(sets: list[str], out: str | None, *, walks: int, max_chains: int, seed: int) -> None:
+    import sys
+    from pathlib import Path
+
+    from astra.envsynth.stateful import make_environments, manifest, write_outcomes
+    from astra.tools.ingest import ingest
+
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    toolsets = here / "foreign_toolsets.py"
+    srcs = {"sample": ["sample"], "tau2": [f"{toolsets}:Tau2Retail", f"{toolsets}:Tau2Airline"]}
+    if "bfcl-classes" in sets:
+        from foreign_toolsets import BFCL_CLASSES
+
+        srcs["bfcl-classes"] = [f"{toolsets}:{c}" for c in BFCL_CLASSES]
+    for name in sets:
+        t0 = time.perf_counter()
+        servers = [s for s in ingest(srcs[name]).servers if s.call.kind == "python"]
+        tasks = tasks_for(servers, walks=walks, max_chains=max_chains, seed=seed)
+        outcomes = asyncio.run(make_environments(tasks, servers))
+        m = write_outcomes(outcomes, Path(out) / name) if out else manifest(outcomes)
+        print(json.dumps({"set": name, "servers": len(servers), "tasks": m["tasks"], "kept": m["kept"],
+                          "kept_by_mode": m["kept_by_mode"], "rejected": m["rejected"],
+                          "by_server": {k: {kk: vv for kk, vv in v.items()} for k, v in m["by_server"].items()},
+                          "examples": m["examples"], "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+
+
 def main() -> None:
     global ROWS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--counts", default=None, help="comma list of tool sets: sample, tau2, bfcl-classes")
+    ap.add_argument("--out", default=None, help="with --counts: write the environments under OUT/<set>/")
+    ap.add_argument("--walks", type=int, default=200)
+    ap.add_argument("--max-chains", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.counts:
+        counts([s.strip() for s in args.counts.split(",") if s.strip()], args.out, walks=args.walks,
+               max_chains=args.max_chains, seed=args.seed)
+        return
     ROWS = args.rows
     rows = [measure("benchmarks.stateful_envs:Ledger", "deposit", {"account_id": "A-00007", "amount": 5.0},
                     args.repeat),
