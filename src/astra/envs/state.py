@@ -21,12 +21,14 @@ value is canonicalized into JSON:
 - a pydantic model: ``model_dump(mode="json")``; a dataclass: its fields; an ``Enum``: its
   value; ``date`` / ``datetime`` / ``time``: ISO text; ``Decimal``: text;
 - any other object with a ``__dict__`` (a plain class, e.g. a file-system node): its data
-  attributes.
+  attributes;
+- a **back-reference** — an object met again inside itself, e.g. a child node that points to
+  its parent — is written ``{"$ref": "<path of the object>"}``, so a tree with parent links
+  has one canonical form.
 
 A state that cannot be snapshotted raises :class:`StateError` with a named ``reason``:
 ``socket``, ``file`` (an open file or stream), ``lock`` (thread locks and other
 synchronization objects), ``callable`` (a function, method or class stored as data),
-``cycle`` (an object reachable from itself, e.g. a child that points to its parent),
 ``non_json`` (NaN/inf, a module, an object with no data), ``key_collision``, ``too_deep``
 (more than :data:`MAX_DEPTH` levels), ``too_large`` (more than :data:`MAX_NODES` values),
 ``unpicklable`` (the attributes cannot be pickled, so the state cannot be restored).
@@ -74,8 +76,8 @@ MAX_NODES = 2_000_000
 #: Marker of a key that one side of a ``set`` change lacks.
 ABSENT = "<absent>"
 #: The named reasons a state is rejected with.
-STATE_REASONS = ("socket", "file", "lock", "callable", "cycle", "non_json", "key_collision", "too_deep",
-                 "too_large", "unpicklable")
+STATE_REASONS = ("socket", "file", "lock", "callable", "non_json", "key_collision", "too_deep", "too_large",
+                 "unpicklable")
 
 _LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock()), threading.Condition,
                                  threading.Event, threading.Semaphore)
@@ -126,7 +128,7 @@ def record_id_field(items: list[Any]) -> str | None:
 class _Canon:
     def __init__(self) -> None:
         self.nodes = 0
-        self.stack: set[int] = set()
+        self.stack: dict[int, str] = {}
 
     def __call__(self, v: Any, path: str, depth: int) -> Any:
         self.nodes += 1
@@ -160,13 +162,13 @@ class _Canon:
                       | pytypes.BuiltinFunctionType | pytypes.MethodWrapperType):
             raise StateError("callable", path, f"{type(v).__name__} {getattr(v, '__qualname__', '')}".strip())
         oid = id(v)
-        if oid in self.stack:
-            raise StateError("cycle", path, f"a {type(v).__name__} that contains itself")
-        self.stack.add(oid)
+        if oid in self.stack:  # a back-reference (a child's parent): written as the path it points to
+            return {"$ref": self.stack[oid] or "(root)"}
+        self.stack[oid] = path
         try:
             return self._container(v, path, depth)
         finally:
-            self.stack.discard(oid)
+            del self.stack[oid]
 
     def _container(self, v: Any, path: str, depth: int) -> Any:
         if isinstance(v, dict):

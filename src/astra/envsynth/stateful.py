@@ -5,7 +5,7 @@ A task whose plan runs on a stateful Python tool class becomes a
 
 1. the server's initial state is snapshotted (two fresh instances must give the same
    snapshot, else ``nondeterministic_initial_state``; a state that cannot be snapshotted is
-   rejected ``state_<reason>``: ``state_cycle``, ``state_unpicklable``, ... see
+   rejected ``state_<reason>``: ``state_socket``, ``state_unpicklable``, ... see
    :data:`astra.envs.state.STATE_REASONS`);
 2. the gold plan runs **twice** from that state (the second run after a reset): the
    snapshot after the reset must equal the initial one (``reset_leaks``), and the two runs
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from astra.envs.exploits import EXPLOIT_MAX, GOLD_MIN, Attacker, probe_environment
-from astra.envs.state import Change, StateError, capture, diff, restore
+from astra.envs.state import STATE_REASONS, Change, StateError, capture, diff, restore
 from astra.envs.stateful import INLINE_STATE_CHARS, Backend, StatefulEnvironment, backend_for
 from astra.types import EnvTool, QAInstance, SubTask, Task, ToolServer
 
@@ -45,8 +45,7 @@ from astra.types import EnvTool, QAInstance, SubTask, Task, ToolServer
 REASONS = ("unknown_server", "doc_only", "mcp_no_reset", "stateless_server", "import_failed", "no_plan",
            "nondeterministic_initial_state", "plan_failed", "nondeterministic", "reset_leaks", "no_answer_fact",
            "several_facts", "fact_in_request", "do_nothing_pays", "gold_below_one",
-           "exploitable") + tuple(f"state_{r}" for r in ("socket", "file", "lock", "callable", "cycle", "non_json",
-                                                         "key_collision", "too_deep", "too_large", "unpicklable"))
+           "exploitable") + tuple(f"state_{r}" for r in STATE_REASONS)
 
 
 class Rejected(Exception):
