@@ -444,3 +444,45 @@ def test_rl_style_rollout_through_the_session_factory(notes: ToolServer) -> None
     assert "taxes" in msgs[0]["content"]
     s.finish("taxes")
     assert s.done and s.reward().reward == 1.0
+
+
+async def test_mcp_serve_and_eval_episode(tmp_path: Path, notes: ToolServer) -> None:
+    """`astra envs serve` (stdio) and `astra eval envs`' episode loop take a stateful environment."""
+    import os
+    import sys
+
+    from astra.envs.bundle import write_environment
+    from astra.envsynth.stateful import make_environment
+    from astra.eval.envs import run_episode
+    from astra.llm.types import ChatResponse, ToolCall
+    from astra.tools.mcp_client import call_tool, open_session, result_payload
+
+    out = await make_environment(task(notes, 'Add a note titled "call mum" saying "sunday".',
+                                      plan(("add_note", {"title": "call mum", "body": "sunday"}))), notes, probe=False)
+    env = out.env
+    path = write_environment(env, tmp_path)
+    here = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+    target = f"{sys.executable} -m astra.cli envs serve {path}"
+    async with open_session(CallInfo(kind="mcp_stdio", target=target, env=here), timeout=120) as session:
+        bad = await call_tool(session, "add_note", {"title": "x"})
+        assert bad.is_error and "TypeError" not in str(result_payload(bad))
+        ok = await call_tool(session, "add_note", {"title": "call mum", "body": "sunday"})
+        assert not ok.is_error and "N-3" in str(result_payload(ok))
+        done = await call_tool(session, "submit_answer", {"answer": "N-3"})
+        assert not done.is_error and done.structured_content["reward"] == 1.0
+
+    class Scripted:
+        """A scripted test double of the chat API: one call, then the answer."""
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        async def chat(self, messages, tools=None, **kw):  # noqa: ANN001, ANN003, ANN201
+            self.n += 1
+            if self.n == 1:
+                return ChatResponse(content="", tool_calls=[ToolCall(
+                    id="c1", name="add_note", arguments='{"title": "call mum", "body": "sunday"}')])
+            return ChatResponse(content="N-3")
+
+    r = await run_episode(env, Scripted(), max_turns=4)
+    assert r.error is None and r.reward == 1.0 and r.success
