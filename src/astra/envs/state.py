@@ -207,9 +207,66 @@ class _Canon:
         raise StateError("non_json", path, f"a {type(v).__name__} (no JSON form, no data attributes)")
 
 
+class _Slow(Exception):
+    """The fast walk met something only the full walk handles (or reports)."""
+
+
+def _fast(v: Any, depth: int, budget: list[int]) -> Any:
+    """The canonical form of plain JSON-typed data (str keys; str/int/float/bool/None/list/dict
+    values), without paths; raises :class:`_Slow` for anything else."""
+    t = type(v)
+    if t is str or t is int or t is bool or v is None:
+        return v
+    if t is float:
+        if v != v or v in (math.inf, -math.inf):
+            raise _Slow
+        return v
+    budget[0] -= 1
+    if depth > MAX_DEPTH or budget[0] < 0:
+        raise _Slow
+    if t is dict:
+        out = {}
+        for k in sorted(v):  # raises TypeError on mixed key types: the full walk reports it
+            if type(k) is not str:
+                raise _Slow
+            out[k] = _fast(v[k], depth + 1, budget)
+        return out
+    if t is list:
+        items = [_fast(x, depth + 1, budget) for x in v]
+        if items and type(items[0]) is dict:
+            key = record_id_field(items)
+            if key is not None:
+                return dict(sorted((str(x[key]), x) for x in items))
+        return items
+    raise _Slow
+
+
 def canonical(value: Any, path: str = "") -> Any:
     """The canonical JSON form of ``value`` (see the module docstring); raises :class:`StateError`."""
     return _Canon()(value, path, 0)
+
+
+def _canonical_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in sorted(attrs):
+        v = attrs[k]
+        dump = getattr(v, "model_dump", None)
+        if callable(dump) and hasattr(type(v), "model_fields"):  # a pydantic model: its JSON dump, walked fast
+            try:
+                out[k] = _fast(dump(mode="json"), 1, [MAX_NODES])
+                continue
+            except (_Slow, TypeError):
+                pass
+            except Exception:  # noqa: BLE001 - the full walk reports why the model cannot be dumped
+                pass
+        else:
+            try:
+                out[k] = _fast(v, 1, [MAX_NODES])
+                continue
+            except (_Slow, TypeError):
+                pass
+        out[k] = _Canon()(v, k, 1)
+    return out
 
 
 def state_attributes(instance: Any) -> dict[str, Any]:
@@ -243,7 +300,7 @@ class Snapshot:
 def capture(instance: Any, *, restorable: bool = True) -> Snapshot:
     """Snapshot ``instance`` (raises :class:`StateError`). ``restorable=False`` skips the pickle."""
     attrs = state_attributes(instance)
-    data = canonical(attrs)
+    data = _canonical_attrs(attrs)
     raw = b""
     if restorable:
         try:

@@ -132,6 +132,24 @@ class Backend:
         return self._values
 
     def executor(self) -> Any:
+        """A fresh executor in the initial state: a shallow copy of the pristine one around a
+        new instance whose attributes are unpickled from the initial snapshot (much cheaper
+        than a deep copy of a large state); a full copy when that cannot be done."""
+        import copy
+        import dataclasses
+
+        pristine = self.factory._pristine
+        specs = getattr(pristine, "_specs", None)
+        if isinstance(specs, dict) and pristine.instance is not None:
+            try:
+                inst = object.__new__(type(pristine.instance))
+                restore(inst, self.initial)
+                ex = copy.copy(pristine)
+                ex.instance = inst
+                ex._specs = {k: dataclasses.replace(v, fn=getattr(inst, k)) for k, v in specs.items()}
+                return ex
+            except Exception:  # noqa: BLE001 - fall back to the factory's deep copy
+                pass
         ex = self.factory()
         restore(ex.instance, self.initial)
         return ex
