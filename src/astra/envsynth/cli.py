@@ -322,6 +322,7 @@ def synthesize_cmd(
 def _exploit_report_table(table: dict) -> Table:
     """Probe × scenario: environments where the probe earned more than the threshold."""
     from astra.envs.exploits import DIAGNOSTICS
+    from astra.envsynth.stateful import STATE_DIAGNOSTICS
 
     scen = [s for s in _SCEN if s in table["by_scenario"]] + [s for s in table["by_scenario"] if s not in _SCEN]
     short = {"single_hop": "sh", "parallel_single_hop": "psh", "multi_hop": "mh", "parallel_multi_hop": "pmh"}
@@ -335,7 +336,7 @@ def _exploit_report_table(table: dict) -> Table:
     for name, row in table["probes"].items():
         if name == "gold":
             continue
-        label = f"{name} *" if name in DIAGNOSTICS else name
+        label = f"{name} *" if name in DIAGNOSTICS or name in STATE_DIAGNOSTICS else name
         t.add_row(label, *[str(row["over_threshold_by_scenario"].get(s, 0)) for s in scen], str(row["over_threshold"]),
                   f"{row['max']:.3f}" + (f", {row['crashed']} crashed" if row["crashed"] else ""))
     return t
