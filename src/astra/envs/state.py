@@ -22,6 +22,8 @@ value is canonicalized into JSON:
   value; ``date`` / ``datetime`` / ``time``: ISO text; ``Decimal``: text;
 - any other object with a ``__dict__`` (a plain class, e.g. a file-system node): its data
   attributes;
+- a ``sqlite3.Connection``: its tables, ``{table: {primary key: row}}`` (restored from
+  ``Connection.serialize()``);
 - a **back-reference** — an object met again inside itself, e.g. a child node that points to
   its parent — is written ``{"$ref": "<path of the object>"}``, so a tree with parent links
   has one canonical form.
@@ -64,6 +66,7 @@ import json
 import math
 import pickle
 import socket
+import sqlite3
 import threading
 import types as pytypes
 from dataclasses import dataclass, field
@@ -150,6 +153,8 @@ class _Canon:
             return v.isoformat()
         if isinstance(v, decimal.Decimal):
             return str(v)
+        if isinstance(v, sqlite3.Connection):
+            return sqlite_tables(v, path)
         if isinstance(v, socket.socket):
             raise StateError("socket", path, "a socket")
         if isinstance(v, io.IOBase):
@@ -205,6 +210,54 @@ class _Canon:
         if isinstance(attrs, dict):
             return self({k: x for k, x in attrs.items() if not k.startswith("__")}, path, depth + 1)
         raise StateError("non_json", path, f"a {type(v).__name__} (no JSON form, no data attributes)")
+
+
+def sqlite_tables(conn: sqlite3.Connection, path: str = "") -> dict[str, Any]:
+    """A SQLite database as ``{table: {primary key: row}}`` (rows of a table without a primary
+    key keyed by their rowid)."""
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        out: dict[str, Any] = {}
+        for t in tables:
+            cols = conn.execute(f'PRAGMA table_info("{t}")').fetchall()
+            names = [c[1] for c in cols]
+            pk = next((c[1] for c in cols if c[5] == 1), None)
+            rows = conn.execute(f'SELECT rowid, * FROM "{t}"').fetchall()
+            recs: dict[str, Any] = {}
+            for r in rows:
+                rec = dict(zip(names, r[1:], strict=True))
+                for k, x in rec.items():
+                    if isinstance(x, bytes):
+                        rec[k] = x.hex()
+                    elif isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+                        raise StateError("non_json", f"{path}.{t}", f"the float {x!r}")
+                recs[str(rec[pk]) if pk else str(r[0])] = rec
+            out[t] = dict(sorted(recs.items()))
+        return out
+    except sqlite3.Error as e:
+        raise StateError("non_json", path, f"the SQLite database cannot be read: {e}") from None
+
+
+def _sqlite_from_bytes(data: bytes) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn.deserialize(data)
+    return conn
+
+
+def _reduce_sqlite(conn: sqlite3.Connection) -> tuple[Any, tuple[bytes]]:
+    return _sqlite_from_bytes, (conn.serialize(),)
+
+
+def _pickle(attrs: dict[str, Any]) -> bytes:
+    """Pickle with SQLite connections carried as their serialized database."""
+    import copyreg
+
+    buf = io.BytesIO()
+    p = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    p.dispatch_table = {**copyreg.dispatch_table, sqlite3.Connection: _reduce_sqlite}  # type: ignore[dict-item]
+    p.dump(attrs)
+    return buf.getvalue()
 
 
 class _Slow(Exception):
@@ -304,7 +357,7 @@ def capture(instance: Any, *, restorable: bool = True) -> Snapshot:
     raw = b""
     if restorable:
         try:
-            raw = pickle.dumps(attrs, protocol=pickle.HIGHEST_PROTOCOL)
+            raw = _pickle(attrs)
         except Exception as e:  # noqa: BLE001 - anything pickle raises means: cannot restore
             raise StateError("unpicklable", "", f"{type(e).__name__}: {str(e)[:200]}") from None
     return Snapshot(data=data, digest=digest(data), raw=raw)

@@ -391,10 +391,7 @@ class StatefulSession:
             msg = str(e) if type(e).__name__ == "ToolCallError" else f"{type(e).__name__}: {e}"
             rec.update(status="tool_error", content=f"Error: {_short(msg, 500)}")
             return rec
-        try:
-            value = json.loads(json.dumps(value, default=str))
-        except (TypeError, ValueError, RecursionError):
-            value = str(value)
+        value = plain_value(value)
         err = error_result(value)
         rec["content"] = self._text(value)
         if err is not None:
@@ -498,10 +495,39 @@ class StatefulSession:
             extra_changes=[changes[j].to_json() for j in extra_idx[:20]], missing_changes=missing[:20])
 
 
+def plain_value(value: Any, _depth: int = 0) -> Any:
+    """A tool's result as JSON data: pydantic models by ``model_dump(mode="json")``, dataclasses
+    by their fields, containers item by item, anything else JSON-encoded (``str`` as last resort)."""
+    import dataclasses
+
+    if _depth > 64:
+        return str(value)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and hasattr(type(value), "model_fields"):
+        try:
+            return plain_value(dump(mode="json"), _depth + 1)
+        except Exception:  # noqa: BLE001 - a model that cannot dump itself is shown as text
+            return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain_value(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain_value(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain_value(v, _depth + 1) for v in value]
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError, RecursionError):
+        return str(value)
+
+
 def is_stateful(env: Any) -> bool:
     return getattr(env, "kind", None) == KIND
 
 
 __all__ = ["INLINE_STATE_CHARS", "KIND", "Backend", "StateDrift", "StatefulEnvironment", "StatefulRewardInfo",
-           "StatefulSession", "backend_for", "default_stateful_prompt", "is_stateful", "match_changes",
+           "StatefulSession", "backend_for", "default_stateful_prompt", "is_stateful", "match_changes", "plain_value",
            "state_score"]

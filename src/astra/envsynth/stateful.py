@@ -281,7 +281,9 @@ def _norm_value(v: Any) -> Any:
 
 
 def _run_gold(plan: Any, executor: Any) -> tuple[list[Any], list[dict[str, Any]]]:
-    from astra.tasks.plan import PlanError, call_step, step_arguments
+    """Run the plan's steps; each result as the session shows it (:func:`plain_value`)."""
+    from astra.envs.stateful import plain_value
+    from astra.tasks.plan import PlanError, error_result, step_arguments
 
     results: list[Any] = []
     args: list[dict[str, Any]] = []
@@ -291,9 +293,13 @@ def _run_gold(plan: Any, executor: Any) -> tuple[list[Any], list[dict[str, Any]]
         except PlanError as e:
             raise Rejected("plan_failed", str(e)) from None
         try:
-            results.append(call_step(executor, i, step.tool, a))
-        except PlanError as e:
-            raise Rejected("plan_failed", str(e)) from None
+            value = plain_value(executor.call(step.tool, a))
+        except Exception as e:  # noqa: BLE001 - ToolCallError or a bug in the tool: both fail the plan
+            raise Rejected("plan_failed", f"step {i}: {step.tool} failed: {type(e).__name__}: {e}"[:300]) from None
+        err = error_result(value)
+        if err is not None:
+            raise Rejected("plan_failed", f"step {i}: {step.tool} returned an error: {err}")
+        results.append(value)
         args.append(_norm_value(a))
     return results, args
 
