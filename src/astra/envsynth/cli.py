@@ -616,3 +616,42 @@ def stateful_cmd(
     console.print(f"{m['kept']}/{m['tasks']} tasks became environments ({m['kept_by_mode']}); rejected: "
                   + (", ".join(f"{k} {v}" for k, v in m["rejected"].items()) or "none")
                   + f"; counts in {output / 'index.manifest.json'}")
+
+
+@app.command("domains")
+@cli_errors
+def domains_cmd(
+    tools: Annotated[Path, typer.Option("--tools", help="Tool servers JSONL; its doc-only servers are used.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (domains/).")],
+) -> None:
+    """Synthesize stateful domains from doc-only servers (rule-based, offline): a SQLite schema
+    from the output schemas, seed rows, and tool implementations for the CRUD-shaped tools, each
+    tool run against the schema in the sandbox before the domain is kept. Writes
+    OUTPUT/<server>_domain.py, OUTPUT/tools.jsonl (servers that call them, for `astra graph` /
+    `astra tasks generate` / `astra envs stateful`) and OUTPUT/domains.manifest.json."""
+    import asyncio
+
+    from astra.envsynth.stateful_domains import domains_manifest, synthesize_domains
+    from astra.io import write_json, write_jsonl
+    from astra.types import ToolServer
+
+    if not tools.exists():
+        raise InputError("file not found", path=str(tools))
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output must be a directory, {output} is a file")
+    servers = [s for s in read_outputs(tools, ToolServer) if s.call.kind == "doc_only"]
+    if not servers:
+        raise InputError("no doc-only servers", path=str(tools))
+    results, kept = asyncio.run(synthesize_domains(servers, output))
+    output.mkdir(parents=True, exist_ok=True)
+    write_jsonl(output / "tools.jsonl", kept)
+    m = domains_manifest(results)
+    write_json(output / "domains.manifest.json", m)
+    t = Table("server", "kept", "tools", "left out", "reason", title=f"stateful domains in {output}",
+              title_justify="left")
+    for r in results:
+        t.add_row(r.server, "yes" if r.kept else "no", ", ".join(r.tools), ", ".join(r.unmapped),
+                  (r.reason or "") + (f": {r.detail[:80]}" if r.detail else ""))
+    console.print(t)
+    console.print(f"{m['kept']}/{m['servers']} doc-only servers became stateful domains ({m['tools_kept']} tools); "
+                  f"servers in {output / 'tools.jsonl'}")

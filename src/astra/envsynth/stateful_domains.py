@@ -54,6 +54,8 @@ class Entity:
     id_field: str
     columns: dict[str, dict[str, Any]]  # column -> JSON schema
     prefix: str = ""
+    ids: list[str] = field(default_factory=list)  # seed ids (the documented examples first)
+    names: list[str] = field(default_factory=list)  # seed names / titles (the search examples)
 
 
 @dataclass
@@ -101,15 +103,34 @@ def _verb(name: str) -> str | None:
     return None
 
 
-def _prefix(server: ToolServer, id_field: str) -> str:
-    pat = re.compile(r"(?:such as|e\.g\.|like)\s*\[?'([A-Z][A-Z0-9]*-)\d+")
+_EXAMPLE_ID = re.compile(r"'([A-Z][A-Z0-9]*-)(\d+)'")
+
+
+def _example_ids(server: ToolServer, id_field: str) -> list[tuple[str, str]]:
+    """``(prefix, number)`` of the ids the descriptions give as examples (``such as 'R-2041'``)."""
+    out: list[tuple[str, str]] = []
     for t in server.tools:
         for p, s in (t.parameters.get("properties") or {}).items():
             if p == id_field or (p.endswith("_ids") and p[:-1] == id_field):
-                m = pat.search(str(s.get("description", "")))
-                if m:
-                    return m.group(1)
-    return id_field[:-3].upper()[:3] + "-"
+                for m in _EXAMPLE_ID.finditer(str(s.get("description", ""))):
+                    if (m.group(1), m.group(2)) not in out:
+                        out.append((m.group(1), m.group(2)))
+    return out
+
+
+def _prefix(server: ToolServer, id_field: str) -> str:
+    ex = _example_ids(server, id_field)
+    return ex[0][0] if ex else id_field[:-3].upper()[:3] + "-"
+
+
+def _text_examples(server: ToolServer) -> list[str]:
+    """Examples of the free-text search parameters (``e.g. 'chickpea curry' or 'salmon'``)."""
+    out: list[str] = []
+    for t in server.tools:
+        for p, s in (t.parameters.get("properties") or {}).items():
+            if p in _Q_PARAMS:
+                out += [x for x in re.findall(r"'([^']{2,40})'", str(s.get("description", ""))) if x not in out]
+    return out
 
 
 def entities(server: ToolServer) -> dict[str, Entity]:
@@ -123,7 +144,10 @@ def entities(server: ToolServer) -> dict[str, Entity]:
             name = idf[:-3]
             e = out.get(name)
             if e is None:
-                out[name] = Entity(name, idf, dict(props), _prefix(server, idf))
+                ex = [a + b for a, b in _example_ids(server, idf)]
+                prefix = _prefix(server, idf)
+                ids = (ex + [f"{prefix}{1001 + i}" for i in range(5)])[:5]
+                out[name] = Entity(name, idf, dict(props), prefix, ids, _text_examples(server))
             else:
                 for k, v in props.items():
                     e.columns.setdefault(k, v)
@@ -159,7 +183,9 @@ def _seed_value(col: str, schema: dict[str, Any], i: int, ent: Entity) -> Any:
     from astra.tasks.plan import description_examples, realistic_values
 
     if col == ent.id_field:
-        return f"{ent.prefix}{1001 + i}"
+        return ent.ids[i] if i < len(ent.ids) else f"{ent.prefix}{1001 + i}"
+    if col in ("name", "title") and ent.names and schema.get("type") in ("string", None):
+        return ent.names[i % len(ent.names)].title() if i < len(ent.names) else f"{col} {i + 1}"
     enum = schema.get("enum")
     if enum:
         return enum[i % len(enum)]
@@ -239,6 +265,14 @@ class {cls}:
                 self._insert(table, row)
         self._db.commit()
 
+    def __deepcopy__(self, memo: dict) -> "{cls}":
+        other = object.__new__(type(self))
+        memo[id(self)] = other
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.deserialize(self._db.serialize())
+        other.__dict__.update({{k: v for k, v in self.__dict__.items() if k != "_db"}}, _db=db)
+        return other
+
     # -- storage -------------------------------------------------------------------
     def _insert(self, table: str, row: dict) -> None:
         spec = _SCHEMA[table]
@@ -294,6 +328,10 @@ class {cls}:
             n += 1
         row = {{c: spec["defaults"].get(c) for c in spec["columns"]}}
         row.update({{k: v for k, v in args.items() if k in spec["columns"] and v is not None}})
+        lists = [v for v in args.values() if isinstance(v, list)]
+        for c in spec["columns"]:
+            if (c == "count" or c.endswith("_count")) and row.get(c) is None and lists:
+                row[c] = len(lists[0])
         row[spec["id"]] = key
         self._insert(table, row)
         return self._one(table, key)
@@ -363,7 +401,9 @@ def generate(server: ToolServer) -> tuple[str, list[Mapped], list[str], dict[str
         e = ents[name]
         cols = {c: ("JSON" if s.get("type") in ("array", "object") else _SQL.get(str(s.get("type")), "TEXT"))
                 for c, s in e.columns.items()}
-        defaults = {c: ([] if s.get("type") == "array" else {} if s.get("type") == "object" else None)
+        defaults = {c: ([] if s.get("type") == "array" else {} if s.get("type") == "object" else
+                        "active" if c == "status" and not s.get("enum") else
+                        (s.get("enum") or [None])[0] if c == "status" else None)
                     for c, s in e.columns.items()}
         schema[name] = {"id": e.id_field, "prefix": e.prefix, "columns": cols, "defaults": defaults}
         seed[name] = [{c: _seed_value(c, s, i, e) for c, s in e.columns.items()} for i in range(5)]
