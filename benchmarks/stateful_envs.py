@@ -4,7 +4,8 @@ snapshot after every step, and the reset time of a 1,000-row state (goal: <= 5 m
 ``--counts SETS`` instead makes stateful environments from the tasks the offline generator
 writes for each tool set (``sample``: the bundled Python servers; ``tau2``: tau2-bench's
 retail and airline toolkits; ``bfcl-classes``: BFCL's multi-turn classes with their first
-scenario, see benchmarks/foreign_toolsets.py) and prints the kept counts and the rejection
+scenario, see benchmarks/foreign_toolsets.py; ``sample-domains``: the sample's doc-only
+servers made into SQLite domains by ``astra envs domains``) and prints the kept counts and the rejection
 reasons per set.
 
 The 1,000-row state is the ``Ledger`` class below: 1,000 account records of eight fields
@@ -153,7 +154,16 @@ def counts(sets: list[str], out: str | None, *, walks: int, max_chains: int, see
         srcs["bfcl-classes"] = [f"{toolsets}:{c}" for c in BFCL_CLASSES]
     for name in sets:
         t0 = time.perf_counter()
-        servers = [s for s in ingest(srcs[name]).servers if s.call.kind == "python"]
+        if name == "sample-domains":  # the sample's doc-only servers made stateful (astra envs domains)
+            import tempfile
+
+            from astra.envsynth.stateful_domains import synthesize_domains
+
+            docs = [s for s in ingest(["sample"]).servers if s.call.kind == "doc_only"]
+            where = Path(out) / name / "domains" if out else Path(tempfile.mkdtemp(prefix="astra-domains-"))
+            _, servers = asyncio.run(synthesize_domains(docs, where))
+        else:
+            servers = [s for s in ingest(srcs[name]).servers if s.call.kind == "python"]
         tasks = tasks_for(servers, walks=walks, max_chains=max_chains, seed=seed)
         outcomes = asyncio.run(make_environments(tasks, servers))
         m = write_outcomes(outcomes, Path(out) / name) if out else manifest(outcomes)
@@ -168,7 +178,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=200)
-    ap.add_argument("--counts", default=None, help="comma list of tool sets: sample, tau2, bfcl-classes")
+    ap.add_argument("--counts", default=None, help="comma list of tool sets: sample, tau2, bfcl-classes, sample-domains")
     ap.add_argument("--out", default=None, help="with --counts: write the environments under OUT/<set>/")
     ap.add_argument("--walks", type=int, default=200)
     ap.add_argument("--max-chains", type=int, default=12)
