@@ -486,3 +486,19 @@ async def test_mcp_serve_and_eval_episode(tmp_path: Path, notes: ToolServer) -> 
 
     r = await run_episode(env, Scripted(), max_turns=4)
     assert r.error is None and r.reward == 1.0 and r.success
+
+
+def test_trl_environment_class_takes_a_stateful_environment(notes: ToolServer) -> None:
+    from astra.envs.adapters import trl_environment_class
+
+    out = make(task(notes, 'Add a note titled "call mum" saying "sunday".',
+                    plan(("add_note", {"title": "call mum", "body": "sunday"}))), notes, probe=False)
+    cls = trl_environment_class(out.env)
+    e = cls()
+    assert "tell me the note ID" in e.reset()
+    assert "N-3" in e.add_note(title="call mum", body="sunday")
+    e._finish("N-3")
+    assert e.get_reward() == 1.0
+    e.reset()  # a new episode starts from the initial state
+    e._finish("N-3")
+    assert e.get_reward() == 0.0
