@@ -99,6 +99,9 @@ EXAMPLES: dict[str, list[str]] = {
     "envs validate": ["astra envs validate run/qa.jsonl -o run/valid.jsonl --percentile 90"],
     "envs synthesize": ["astra envs synthesize run/valid.jsonl -o run/envs"],
     "envs verify": ["astra envs verify run/envs"],
+    "envs domains": ["astra envs domains --tools run/tools.jsonl -o run/domains   # doc-only servers -> SQLite domains"],
+    "envs stateful": ["astra envs stateful --tasks run/tasks.jsonl --tools run/tools.jsonl -o run/senvs   "
+                      "# stateful environments (docs/stateful.md)"],
     "envs play": ["astra envs play run/envs/<ENV_ID>                                          "
                   "# call tools by hand, see the reward"],
     "envs serve": ["astra envs serve run/envs/<ENV_ID>                                         "

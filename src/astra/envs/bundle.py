@@ -103,6 +103,10 @@ def resolve_environment_path(path: str | os.PathLike[str]) -> Path:
 def parse_environment(obj: Any, *, source: str, line: int | None = None) -> Environment:
     check_version(obj, path=source, line=line or 0)
     try:
+        if isinstance(obj, dict) and obj.get("kind") == "stateful":  # astra.envs.stateful
+            from astra.envs.stateful import StatefulEnvironment
+
+            return StatefulEnvironment.model_validate(obj)
         return Environment.model_validate(obj)
     except ValidationError as e:
         loc, msg = validation_message(e)
@@ -187,6 +191,10 @@ async def verify_environment(env: Environment, *, pool: Any = None) -> EnvVerifi
     from astra.envs.verify import answer_type_of, verify_calls
     from astra.sandbox import default_pool
 
+    if getattr(env, "kind", None) == "stateful":  # re-derived from the gold plan (astra.envs.stateful_verify)
+        from astra.envs.stateful_verify import reverify_stateful
+
+        return await reverify_stateful(env)  # type: ignore[arg-type]
     pool = pool or default_pool()
     t0 = time.perf_counter()
     golds = {s.id: s.sub_answer for s in env.instance.sub_tasks}

@@ -38,6 +38,7 @@ SCENARIOS = ["single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_h
 def _exploit_report_table(table: dict) -> Table:
     """Probe × scenario: environments where the probe earned more than the threshold."""
     from astra.envs.exploits import DIAGNOSTICS
+    from astra.envs.stateful_verify import STATE_DIAGNOSTICS
 
     scen = [s for s in SCENARIOS if s in table["by_scenario"]] + [s for s in table["by_scenario"] if s not in SCENARIOS]
     short = {"single_hop": "sh", "parallel_single_hop": "psh", "multi_hop": "mh", "parallel_multi_hop": "pmh"}
@@ -51,7 +52,7 @@ def _exploit_report_table(table: dict) -> Table:
     for name, row in table["probes"].items():
         if name == "gold":
             continue
-        label = f"{name} *" if name in DIAGNOSTICS else name
+        label = f"{name} *" if name in DIAGNOSTICS or name in STATE_DIAGNOSTICS else name
         t.add_row(label, *[str(row["over_threshold_by_scenario"].get(s, 0)) for s in scen], str(row["over_threshold"]),
                   f"{row['max']:.3f}" + (f", {row['crashed']} crashed" if row["crashed"] else ""))
     return t

@@ -261,6 +261,15 @@ class EnvSession:
     #: Calls of one turn that are run; the rest get an error (and count).
     max_calls_per_turn: int = 32
 
+    def __new__(cls, env: Environment | None = None, *args: Any, **kwargs: Any) -> Any:
+        # A stateful environment (astra.envs.stateful) gets its own session class, with
+        # this interface, so every consumer that builds EnvSession(env, ...) takes both kinds.
+        if cls is EnvSession and getattr(env, "kind", None) == "stateful":
+            from astra.envs.stateful import StatefulSession
+
+            return StatefulSession(env, *args, **kwargs)  # type: ignore[arg-type]
+        return super().__new__(cls)
+
     def __init__(self, env: Environment, *, max_turns: int = 8, reward: str = "f1",
                  distractors: list[EnvTool] | None = None, pool: SandboxPool | None = None, seed: int = 0,
                  system_prompt: str | None = None) -> None:

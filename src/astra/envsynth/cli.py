@@ -8,6 +8,7 @@
     astra envs validate qa.jsonl -o valid.jsonl --percentile 90 [--min-qs X] [--validator offline|llm]
 
     astra envs synthesize valid.jsonl -o envs/ [--synthesizer offline|llm] [--max-attempts 3]
+    astra envs stateful --tasks tasks.jsonl --tools tools.jsonl -o envs/   # stateful environments
 
 Importing this module adds these commands to the ``astra envs`` group of
 :mod:`astra.envs.cli` (verify, play, serve, split), which never imports synthesis.
@@ -292,3 +293,89 @@ def synthesize_cmd(
                   ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
     console.print(f"took {time.perf_counter() - t0:.1f} s")
     _env_summary(output)
+
+
+@app.command("stateful", rich_help_panel="Synthesize environments")
+@cli_errors
+def stateful_cmd(
+    tasks: Annotated[Path, typer.Option("--tasks", help="Tasks JSONL (from `astra tasks generate`), with plans.")],
+    tools: Annotated[Path, typer.Option("--tools", help="Tool servers JSONL (from `astra tools ingest`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
+    limit: LimitOpt = None,
+    skip_exploit_check: Annotated[bool, typer.Option(
+        "--skip-exploit-check", help="Keep environments without the integrity suite (gold 1, nothing 0, "
+                                     "exploits <= 0.05, reset restores the state).")] = False,
+) -> None:
+    """Stateful environments from tasks whose plans run on stateful Python tool classes: the
+    initial state, the request, and a verifier derived by running the gold plan twice (the
+    state diff it must leave, the fact the answer must state). Writes OUTPUT/<id>.json,
+    OUTPUT/index.jsonl, OUTPUT/rejected.jsonl and the counts per reason in
+    OUTPUT/index.manifest.json (docs/stateful.md)."""
+    import asyncio
+
+    from astra.envsynth.stateful import make_environments, write_outcomes
+    from astra.types import Task, ToolServer
+
+    for p in (tasks, tools):
+        if not p.exists():
+            raise InputError("file not found", path=str(p))
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output must be a directory, {output} is a file")
+    if (output / "index.ledger.jsonl").exists():
+        raise ConfigError(f"{output} holds a QA environment bundle (index.ledger.jsonl); use another directory")
+    task_list = list(read_outputs(tasks, Task))
+    if limit is not None:
+        task_list = task_list[:limit]
+    servers = list(read_outputs(tools, ToolServer))
+    if not task_list:
+        raise InputError("no tasks", path=str(tasks))
+    outcomes = asyncio.run(make_environments(task_list, servers, probe=not skip_exploit_check))
+    m = write_outcomes(outcomes, output)
+    t = Table("server", "tasks", "kept", "write", "read", "rejected (reason: count)",
+              title=f"stateful environments in {output}", title_justify="left")
+    for name, row in sorted(m["by_server"].items()):
+        t.add_row(name, str(row["tasks"]), str(row["kept"]), str(row["write"]), str(row["read"]),
+                  ", ".join(f"{k}: {v}" for k, v in sorted(row["rejected"].items())))
+    console.print(t)
+    console.print(f"{m['kept']}/{m['tasks']} tasks became environments ({m['kept_by_mode']}); rejected: "
+                  + (", ".join(f"{k} {v}" for k, v in m["rejected"].items()) or "none")
+                  + f"; counts in {output / 'index.manifest.json'}")
+
+
+@app.command("domains", rich_help_panel="Synthesize environments")
+@cli_errors
+def domains_cmd(
+    tools: Annotated[Path, typer.Option("--tools", help="Tool servers JSONL; its doc-only servers are used.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (domains/).")],
+) -> None:
+    """Synthesize stateful domains from doc-only servers (rule-based, offline): a SQLite schema
+    from the output schemas, seed rows, and tool implementations for the CRUD-shaped tools, each
+    tool run against the schema in the sandbox before the domain is kept. Writes
+    OUTPUT/<server>_domain.py, OUTPUT/tools.jsonl (servers that call them, for `astra graph` /
+    `astra tasks generate` / `astra envs stateful`) and OUTPUT/domains.manifest.json."""
+    import asyncio
+
+    from astra.envsynth.stateful_domains import domains_manifest, synthesize_domains
+    from astra.io import write_json, write_jsonl
+    from astra.types import ToolServer
+
+    if not tools.exists():
+        raise InputError("file not found", path=str(tools))
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output must be a directory, {output} is a file")
+    servers = [s for s in read_outputs(tools, ToolServer) if s.call.kind == "doc_only"]
+    if not servers:
+        raise InputError("no doc-only servers", path=str(tools))
+    results, kept = asyncio.run(synthesize_domains(servers, output))
+    output.mkdir(parents=True, exist_ok=True)
+    write_jsonl(output / "tools.jsonl", kept)
+    m = domains_manifest(results)
+    write_json(output / "domains.manifest.json", m)
+    t = Table("server", "kept", "tools", "left out", "reason", title=f"stateful domains in {output}",
+              title_justify="left")
+    for r in results:
+        t.add_row(r.server, "yes" if r.kept else "no", ", ".join(r.tools), ", ".join(r.unmapped),
+                  (r.reason or "") + (f": {r.detail[:80]}" if r.detail else ""))
+    console.print(t)
+    console.print(f"{m['kept']}/{m['servers']} doc-only servers became stateful domains ({m['tools_kept']} tools); "
+                  f"servers in {output / 'tools.jsonl'}")

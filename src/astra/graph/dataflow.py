@@ -186,7 +186,7 @@ def matcher_id() -> str:
 def _embedder() -> Any:
     global _EMBEDDER
     if _EMBEDDER is None:
-        from astra.envs.distractors import MiniLMEmbedder
+        from astra.embeddings import MiniLMEmbedder
 
         _EMBEDDER = MiniLMEmbedder()
     return _EMBEDDER
