@@ -113,6 +113,27 @@ def test_split_heldout_is_stable_and_disjoint(envs, tmp_path):
     assert paths == sorted(paths) and len(paths) == len(envs) > 1
 
 
+def test_split_mixes_several_sources_by_id(envs, tmp_path):
+    from astra.envs.bundle import load_environments
+
+    half = len(envs) // 2
+    a, b = tmp_path / "qa", tmp_path / "stateful"
+    for e in envs[:half]:
+        write_environment(e, a)
+    for e in envs[half:]:
+        write_environment(e, b)
+    train, held = split_environments([a, b], 0.5, seed=1, out_dir=tmp_path / "mixed")
+    one_train, one_held = split_environments(a, 0.5, seed=1, out_dir=tmp_path / "one")
+    mixed = {e.id for e in load_environments(train)} | {e.id for e in load_environments(held)}
+    assert mixed == {e.id for e in envs}
+    # each environment lands on the same side as when its source is split alone
+    assert {e.id for e in load_environments(one_held)} <= {e.id for e in load_environments(held)}
+    with pytest.raises(ValueError, match="in both"):
+        split_environments([a, a], 0.5, out_dir=tmp_path / "dup")
+    with pytest.raises(ValueError, match="output directory"):
+        split_environments([a, b], 0.5)
+
+
 def test_cli_writes_json(envs, tmp_path, monkeypatch):
     src = tmp_path / "held"
     for e in envs[:1]:

@@ -106,7 +106,8 @@ EXAMPLES: dict[str, list[str]] = {
                   "# call tools by hand, see the reward"],
     "envs serve": ["astra envs serve run/envs/<ENV_ID>                                         "
                    "# the env's tools as an MCP server"],
-    "envs split": ["astra envs split run/envs -o run/envsplit --heldout 0.2"],
+    "envs split": ["astra envs split run/envs -o run/envsplit --heldout 0.2",
+                   "astra envs split run/envs run/senvs -o run/envsplit   # QA and stateful environments mixed"],
     "train demos": ["astra train demos --envs run/envsplit/train -o run/demos.jsonl   # gold environment demonstrations"],
     "train sft": [
         "astra train sft --data run/sft --data run/demos.jsonl --model embedded -o run/ckpt/sft "

@@ -290,7 +290,9 @@ def serve_cmd(
 @app.command("split", rich_help_panel="Run and check environments")
 @cli_errors
 def split_cmd(
-    envs: Annotated[Path, typer.Argument(help="A bundle directory written by `astra envs synthesize`.")],
+    envs: Annotated[list[Path], typer.Argument(help=(
+        "Bundle directories written by `astra envs synthesize` / `astra envs stateful`; several are mixed "
+        "into the same two sides."))],
     output: Annotated[Path, typer.Option("--output", "-o", help="Writes OUTPUT/train and OUTPUT/heldout.")],
     heldout: Annotated[float, typer.Option(help="Share of environments held out for evaluation.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split (a stable hash of each env id).")] = 0,
@@ -298,7 +300,10 @@ def split_cmd(
     """Split environments into train and held-out sets (stable per environment id)."""
     from astra.envs.split import split_environments
 
-    train_dir, heldout_dir = split_environments(envs, heldout, seed, output)
+    try:
+        train_dir, heldout_dir = split_environments(envs, heldout, seed, output)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     n_train = sum(1 for _ in train_dir.glob("*.json"))
     n_held = sum(1 for _ in heldout_dir.glob("*.json"))
     console.print(f"{n_train} train → {train_dir}, {n_held} held out → {heldout_dir}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -11,23 +12,37 @@ def _is_heldout(env_id: str, fraction: float, seed: int) -> bool:
     return int.from_bytes(h[:8], "big") / 2**64 < fraction
 
 
-def split_environments(envs_dir: str | Path, heldout_fraction: float = 0.2, seed: int = 0,
+def split_environments(envs_dir: str | Path | Sequence[str | Path], heldout_fraction: float = 0.2, seed: int = 0,
                        out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Split a bundle directory into ``OUT/train`` and ``OUT/heldout`` (``OUT`` defaults to
     ``envs_dir``) by a seeded hash of each environment id: stable across runs and
     independent of the other environments. Each side gets the environment files and an
-    ``index.jsonl``. Returns ``(train_dir, heldout_dir)``."""
+    ``index.jsonl``. Several sources (e.g. a QA bundle and a stateful one) are split into
+    the same two sides, each environment by its own id (``out_dir`` is then required; two
+    environments with the same id are an error). Returns ``(train_dir, heldout_dir)``."""
     from astra.envs.bundle import INDEX_NAME, EnvIndexEntry, load_environments, write_environment
 
     if not 0.0 <= heldout_fraction <= 1.0:
         raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
-    src = Path(envs_dir)
-    base = Path(out_dir) if out_dir is not None else src
+    sources = [Path(envs_dir)] if isinstance(envs_dir, str | Path) else [Path(x) for x in envs_dir]
+    if not sources:
+        raise ValueError("no environment sources to split")
+    if out_dir is None and len(sources) > 1:
+        raise ValueError("splitting several sources needs an output directory")
+    base = Path(out_dir) if out_dir is not None else sources[0]
     train_dir, heldout_dir = base / "train", base / "heldout"
     sides: dict[Path, list[str]] = {train_dir: [], heldout_dir: []}
     for d in sides:
         d.mkdir(parents=True, exist_ok=True)
-    for env in load_environments(src):
+    seen: dict[str, Path] = {}
+    envs = []
+    for src in sources:
+        for env in load_environments(src):
+            if env.id in seen:
+                raise ValueError(f"environment {env.id!r} is in both {seen[env.id]} and {src}")
+            seen[env.id] = src
+            envs.append(env)
+    for env in envs:
         d = heldout_dir if _is_heldout(env.id, heldout_fraction, seed) else train_dir
         p = write_environment(env, d)
         sides[d].append(EnvIndexEntry.of(env, p.name).model_dump_json())

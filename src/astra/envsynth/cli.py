@@ -28,18 +28,15 @@ import typer
 from rich.table import Table
 
 from astra.cli_common import (
-    ConcurrencyOpt,
-    ExecutorOpt,
     LimitOpt,
-    NoProgressOpt,
-    RayAddressOpt,
-    SkipFailedOpt,
+    RunnerOptions,
     check_manifest,
     cli_errors,
     console,
     print_manifest,
     run_stage_cli,
     takes_llm_options,
+    takes_runner_options,
 )
 from astra.envs.cli import SCENARIOS, app
 from astra.errors import ConfigError, InputError
@@ -90,6 +87,7 @@ def _summary(output: Path) -> None:
 @app.command("decompose", rich_help_panel="Synthesize environments")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def decompose_cmd(
     output: OutputOpt,
     domains: DomainsOpt = None,
@@ -108,12 +106,7 @@ def decompose_cmd(
     knowledge_chars: Annotated[int, typer.Option(
         "--knowledge-chars", help="Most corpus characters put in one prompt.")] = 4000,
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Decompose multi-hop questions into sub-question DAGs.
 
@@ -133,8 +126,7 @@ def decompose_cmd(
 
     scen = parse_scenarios(scenarios)
     doms = _split(domains)
-    runner = dict(limit=limit, concurrency=concurrency, executor=executor, ray_address=ray_address,
-                  skip_failed=skip_failed, no_progress=no_progress)
+    runner_kw = runner.kwargs()
     if n is not None and n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     if knowledge is None and questions is None:
@@ -147,7 +139,7 @@ def decompose_cmd(
         console.print(f"offline: {len(insts)} instances composed from {len(ws)} knowledge worlds "
                       f"({', '.join(w.domain for w in ws)}), hops {budget.spec}, seed {seed}")
         stage = ComposeStage(hops=budget.spec, scenarios=scen, seed=seed, worlds=[str(w) for w in worlds or []])
-        run_stage_cli(stage, insts, output, **runner)
+        run_stage_cli(stage, insts, output, **runner_kw)
     else:
         if worlds:
             raise ConfigError("--worlds is for the offline composer; drop --knowledge/--questions to use it")
@@ -162,13 +154,14 @@ def decompose_cmd(
         settings = llm_options.settings()
         console.print(f"LLM ({settings.spec}): {len(reqs)} {reqs[0].mode} requests, hops {budget.spec}")
         stage = DecomposeStage(llm=settings, scenarios=scen, temperature=temperature)
-        run_stage_cli(stage, reqs, output, **runner)
+        run_stage_cli(stage, reqs, output, **runner_kw)
     _summary(output)
 
 
 @app.command("validate", rich_help_panel="Synthesize environments")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def validate_cmd(
     qa: Annotated[Path, typer.Argument(help="QA instances JSONL (from `astra envs decompose`).")],
     output: OutputOpt,
@@ -179,12 +172,7 @@ def validate_cmd(
         "--validator", help="'offline' (rules from the DAG and the plan) or 'llm' (a judge). Default: offline "
                             "when the LLM is the tiny embedded default, else llm.")] = None,
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Validate QA instances: tool necessity, the leaf rule, DC/SA/SR/TC and QS,
     then a percentile gate. Pass 1 writes OUTPUT's sibling <stem>.scored.jsonl."""
@@ -198,9 +186,9 @@ def validate_cmd(
         raise ConfigError(f"unknown --validator {which!r} (use 'offline' or 'llm')")
     console.print(f"validator: {which}" + (f" ({settings.spec})" if which == "llm" else ""))
     stage = ScoreStage(validator=which, llm=settings)  # type: ignore[arg-type]
-    res = run_validate(qa, output, stage=stage, percentile=percentile, min_qs=min_qs, limit=limit,
-                       concurrency=concurrency, executor=executor, ray_address=ray_address,
-                       skip_failed=skip_failed, progress=not no_progress and sys.stderr.isatty())
+    res = run_validate(qa, output, stage=stage, percentile=percentile, min_qs=min_qs, limit=runner.limit,
+                       concurrency=runner.concurrency, executor=runner.executor, ray_address=runner.ray_address,
+                       skip_failed=runner.skip_failed, progress=not runner.no_progress and sys.stderr.isatty())
     print_manifest(res.score)
     check_manifest(res.score)
     print_manifest(res.gate_manifest)
@@ -244,6 +232,7 @@ def _env_summary(out_dir: Path) -> None:
 @app.command("synthesize", rich_help_panel="Synthesize environments")
 @cli_errors
 @takes_llm_options()
+@takes_runner_options()
 def synthesize_cmd(
     qa: Annotated[Path, typer.Argument(help="Validated QA instances JSONL (from `astra envs validate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
@@ -263,12 +252,7 @@ def synthesize_cmd(
         "--skip-exploit-check", help="Keep environments without running the exploit suite on them (by default an "
                                      "environment is rejected when an exploit earns > 0.05 or the gold plan < 1).")] = False,
     llm_options: LLMOptions = LLMOptions(),
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    skip_failed: SkipFailedOpt = False,
-    no_progress: NoProgressOpt = False,
+    runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Synthesize verified environments (the ASTRA method §2.3-2.4): tool spec -> complexity scaling -> call
     statement -> stdlib code -> sandbox verification (typed answer matching; retries with the
@@ -289,8 +273,7 @@ def synthesize_cmd(
     console.print(f"synthesizer: {synthesizer or 'auto'} (LLM {settings.spec}); max attempts {max_attempts}; "
                   f"on merge failure: {on_merge_fail}")
     t0 = time.perf_counter()
-    run_stage_cli(stage, qa, output / INDEX_NAME, limit=limit, concurrency=concurrency, executor=executor,
-                  ray_address=ray_address, skip_failed=skip_failed, no_progress=no_progress)
+    run_stage_cli(stage, qa, output / INDEX_NAME, **runner.kwargs())
     console.print(f"took {time.perf_counter() - t0:.1f} s")
     _env_summary(output)
 
