@@ -134,6 +134,25 @@ def test_split_mixes_several_sources_by_id(envs, tmp_path):
         split_environments([a, b], 0.5)
 
 
+def test_stratified_split_holds_out_every_scenario_type(envs):
+    from astra.envs.split import _rank, heldout_ids
+
+    envs = [e.model_copy(update={"id": f"{e.id}.{k}"}) for e in envs for k in range(3)]  # 3 per scenario
+    by_scenario: dict[str, list] = {}
+    for e in envs:
+        by_scenario.setdefault(e.instance.scenario, []).append(e)
+    assert len(by_scenario) >= 2 and all(len(v) >= 2 for v in by_scenario.values())
+    # a fraction so small that the hash holds out nothing: each scenario then gives its lowest-hash env
+    tiny = min(_rank(e.id, 0) for e in envs) / 2
+    assert heldout_ids(envs, tiny, 0, stratify=False) == set()
+    held = heldout_ids(envs, tiny, 0)
+    assert held == {min(v, key=lambda e: _rank(e.id, 0)).id for v in by_scenario.values()}
+    # otherwise the hash decides alone, and what it holds out stays held out
+    plain = heldout_ids(envs, 0.5, 0, stratify=False)
+    assert plain <= heldout_ids(envs, 0.5, 0)
+    assert heldout_ids(envs, 0.0, 0) == set()
+
+
 def test_cli_writes_json(envs, tmp_path, monkeypatch):
     src = tmp_path / "held"
     for e in envs[:1]:

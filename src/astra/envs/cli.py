@@ -296,12 +296,14 @@ def split_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Writes OUTPUT/train and OUTPUT/heldout.")],
     heldout: Annotated[float, typer.Option(help="Share of environments held out for evaluation.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split (a stable hash of each env id).")] = 0,
+    stratify: Annotated[bool, typer.Option("--stratify/--no-stratify", help=(
+        "Also hold out one environment of every scenario type (per kind) the hash left out.")) ] = True,
 ) -> None:
     """Split environments into train and held-out sets (stable per environment id)."""
     from astra.envs.split import split_environments
 
     try:
-        train_dir, heldout_dir = split_environments(envs, heldout, seed, output)
+        train_dir, heldout_dir = split_environments(envs, heldout, seed, output, stratify=stratify)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     n_train = sum(1 for _ in train_dir.glob("*.json"))
