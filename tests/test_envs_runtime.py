@@ -483,6 +483,15 @@ def test_play_repl_through_stdin(env_dir, film_envs):
     assert calls  # gold calls exist for this environment
 
 
+def test_play_asks_for_the_answer_at_the_turn_cap(env_dir, film_envs):
+    env = film_envs["single_hop"]
+    (stmt,) = [s for t in env.tools for s in t.calls.values()]
+    r = CliRunner().invoke(app, ["play", str(env_dir / env.id), "--max-turns", "1"],
+                           input=f"{stmt}\nIt is {env.instance.answer}.\n")
+    assert r.exit_code == 0, r.output
+    assert "no tool turns left (1/1); your answer:" in r.output and "solved 2/2" in r.output
+
+
 def test_train_demos_cli_writes_solved_gold_conversations(env_dir, film_envs, tmp_path):
     from astra.cli import app as root
 

@@ -253,6 +253,11 @@ def play_cmd(
         new = session.solved[before:]
         if new:
             typer.echo(f"  (solved {', '.join(new)})")
+    if not session.finished and session.done:
+        # the turn cap: as in training and evaluation, one last turn is the answer
+        typer.echo(f"no tool turns left ({session.turns}/{max_turns}); your answer: ", nl=False)
+        last = sys.stdin.readline().strip()
+        session.finish(last.removeprefix("answer").strip() or None)
     if not session.finished:
         session.finish(None)
     typer.echo("episode over")
