@@ -489,7 +489,9 @@ def test_play_asks_for_the_answer_at_the_turn_cap(env_dir, film_envs):
     r = CliRunner().invoke(app, ["play", str(env_dir / env.id), "--max-turns", "1"],
                            input=f"{stmt}\nIt is {env.instance.answer}.\n")
     assert r.exit_code == 0, r.output
-    assert "no tool turns left (1/1); your answer:" in r.output and "solved 2/2" in r.output
+    assert "no tool turns left (1/1); your answer:" in r.output and "f1 1.0000 | solved 1/1" in r.output
+    r = CliRunner().invoke(app, ["play", str(env_dir / env.id), "--max-turns", "1"], input=f"{stmt}\n\n")
+    assert r.exit_code == 0 and "f1 0.0000" in r.output  # no answer: the gate pays nothing
 
 
 def test_train_demos_cli_writes_solved_gold_conversations(env_dir, film_envs, tmp_path):

@@ -1,28 +1,12 @@
 """Stateful environments from the user's tools and tasks (``astra envs stateful``).
 
-A task whose plan runs on a stateful Python tool class becomes a
-:class:`~astra.envs.stateful.StatefulEnvironment` (docs/stateful.md):
-
-1. the server's initial state is snapshotted (two fresh instances must give the same
-   snapshot, else ``nondeterministic_initial_state``; a state that cannot be snapshotted is
-   rejected ``state_<reason>``: ``state_socket``, ``state_unpicklable``, ... see
-   :data:`astra.envs.state.STATE_REASONS`);
-2. the gold plan runs **twice** from that state (the second run after a reset): the
-   snapshot after the reset must equal the initial one (``reset_leaks``), and the two runs
-   must return the same results and leave the same diff (``nondeterministic``);
-3. the verifier: a non-empty diff makes a **write** task (the diff is the required change);
-   an empty one a **read** task. Either way the final answer must state one fact: the field
-   the request asks for, else for a write the created record's id or a changed field's new
-   value (the request is then completed with "Tell me the …"), for a read the only value of
-   the result (``no_answer_fact``, ``several_facts`` when the request asks for more than one
-   field in a way that cannot be narrowed to one, ``fact_in_request`` when the request
-   already states it);
-4. integrity: the gold plan through the runtime earns 1, doing nothing 0, every exploit of
-   :mod:`astra.envs.exploits` plus the state exploits here (:data:`STATE_EXPLOITS`) at most
-   0.05 (``gold_below_one``, ``do_nothing_pays``, ``exploitable``), and a reset after an
-   episode restores the initial snapshot (``reset_leaks``).
-
-Every rejection is counted by reason in the manifest (:func:`manifest`).
+Each task whose plan runs on a stateful Python tool class is made into a
+:class:`~astra.envs.stateful.StatefulEnvironment` by :func:`make_environment`: the verifier
+is derived from two runs of the gold plan and the environment is checked by the integrity
+suite, both in :mod:`astra.envs.stateful_verify` (which ``astra envs verify`` re-runs; the
+steps and every rejection reason are described there and in docs/stateful.md). This module
+orchestrates that over a task file and writes the bundle, the rejected tasks and the counts
+per reason (:func:`manifest`).
 """
 from __future__ import annotations
 
