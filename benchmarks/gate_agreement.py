@@ -43,16 +43,16 @@ async def llm_kept(rows: list[dict], spec: str, base_url: str | None, with_gates
 
     client = make_client(LLMSettings(spec=spec, base_url=base_url))
     scorer = LLMScorer(client)
-    out: list[bool | None] = []
-    for r in rows:
+
+    async def one(r: dict) -> bool | None:
         task = Task.model_validate(r["task"])
         try:
             scores = await scorer.score(task)
         except LLMError:
-            out.append(None)  # a failed judgement is counted as a failure, never as a pass
-            continue
-        out.append(not Thresholds().failures(scores) and not (with_gates and task_gates(task)))
-    return out
+            return None  # a failed judgement is counted as a failure, never as a pass
+        return not Thresholds().failures(scores) and not (with_gates and task_gates(task))
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))  # the client bounds the concurrency
 
 
 def main() -> None:
