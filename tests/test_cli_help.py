@@ -129,7 +129,7 @@ def test_config_values_are_defaults_and_flags_override(config_files):
     sft = root.commands["train"].commands["sft"]
     ctx = sft.make_context("astra train sft", ["--config", "sft.yaml", "--max-steps", "9"])
     assert [str(p) for p in ctx.params["data"]] == ["run/sft", "run/demos.jsonl"]
-    assert str(ctx.params["output"]) == "run/ckpt/sft" and ctx.params["max_steps"] == 9
+    assert str(ctx.params["output_dir"]) == "run/ckpt/sft" and ctx.params["max_steps"] == 9
     ctx = sft.make_context("astra train sft", ["--config", "sft.yaml"])
     assert ctx.params["max_steps"] == 5
     rl = root.commands["train"].commands["rl"]

@@ -76,6 +76,8 @@ def _cli_type(tp: Any) -> tuple[Any, list[str] | None]:
         choices = [str(a) for a in typing.get_args(base)]
         kinds = {type(a) for a in typing.get_args(base)}
         base = kinds.pop() if len(kinds) == 1 else str
+    if typing.get_origin(base) is list and typing.get_args(base) and typing.get_args(base)[0] in (int, float, str, Path):
+        return (base | None if optional else base), None  # a repeatable option
     if base not in (int, float, str, bool, Path) and not (isinstance(base, type) and issubclass(base, Enum)):
         base = str  # anything richer is given as text and parsed by the model
     return (base | None if optional else base), choices
@@ -149,10 +151,8 @@ def takes_config(model: type[BaseModel], *, param: str = "cfg", exclude: Iterabl
                 raise config_error(model, e) from None
             return fn(*args, **{param: cfg}, **kwargs)
 
-        # keyword-only parameters must follow the others: keep the command's order otherwise
-        ordered = [p for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY] + \
-                  [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-        ordered = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in ordered]
+        # all keyword-only (Typer passes keywords), so the command's order is kept as declared
+        ordered = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
         wrapper.__signature__ = sig.replace(parameters=ordered)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in ordered if p.annotation is not p.empty}
         if sig.return_annotation is not sig.empty:

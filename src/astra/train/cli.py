@@ -16,6 +16,8 @@ import typer
 from rich.table import Table
 
 from astra.cli_common import ConfigOpt, cli_errors, console
+from astra.cli_config import takes_config
+from astra.train.sft import SFTRunConfig
 
 app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
                   help="Train tool-using agents: SFT on trajectories, then multi-turn RL on environments.")
@@ -28,72 +30,11 @@ def _train() -> None:
 
 @app.command("sft")
 @cli_errors
-def sft_command(
-    data: Annotated[list[Path], typer.Option("--data", "-d", help=(
-        "`astra export sft` directory (openai | sharegpt | hf, detected) or a JSONL file of "
-        "{messages, tools} records (e.g. from `astra train demos`); repeat to train on several together."))],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (checkpoints, final model, logs).")],
-    model: Annotated[str, typer.Option("--model", "-m", help=(
-        "'embedded' (SmolLM2-135M-Instruct), 'embedded:PATH', a local model directory or a Hugging Face id."))
-    ] = "embedded",
-    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (attention + MLP projections).")] = False,
-    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (alpha = 2·r).")] = 16,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")] = None,
-    epochs: Annotated[float, typer.Option("--epochs", help="Epochs (when --max-steps is unset).")] = 2.0,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine schedule, 5% warmup).")] = 5e-6,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Conversations per device batch.")] = 4,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
-    max_length: Annotated[int | None, typer.Option("--max-length", help=(
-        "Maximum tokens per conversation (default: the model's context length, 8,192 for the embedded model)."))
-    ] = None,
-    overlong: Annotated[str, typer.Option("--overlong", help=(
-        "Conversations over --max-length: 'drop' them or 'truncate' (keep the start).")) ] = "drop",
-    allow_drop: Annotated[bool, typer.Option("--allow-drop", help=(
-        "Train even when --overlong drop removes more than 10% of the conversations (an error otherwise)."))
-    ] = False,
-    eval_fraction: Annotated[float, typer.Option("--eval-fraction", help="Share held out for the eval loss.")] = 0.1,
-    eval_steps: Annotated[int | None, typer.Option("--eval-steps", help=(
-        "Also evaluate every N steps (always before training and at the end)."))] = None,
-    save_steps: Annotated[int, typer.Option("--save-steps", help="Checkpoint every N steps (and at the end).")] = 50,
-    save_total_limit: Annotated[int, typer.Option("--save-total-limit", help="Checkpoints kept.")] = 2,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, shuffling and initialization.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in -o.")] = False,
-    report_to: Annotated[list[str] | None, typer.Option("--report-to", help=(
-        "Also log to 'tensorboard' or 'wandb' (repeatable)."))] = None,
-    format_check: Annotated[int, typer.Option("--format-check", help=(
-        "Held-out prompts for the tool-call format check before/after (0: off)."))] = 4,
-    format_check_tokens: Annotated[int, typer.Option("--format-check-tokens", help=(
-        "Tokens generated per format-check prompt (room for a planning sentence and the call)."))] = 256,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N conversations.")] = None,
-    device: Annotated[str, typer.Option("--device", help="'auto' (CUDA when available), 'cpu' or 'cuda'.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help=(
-        "'auto' (fp32 on CPU, bf16 on a GPU that supports it), 'fp32', 'bf16' or 'fp16'."))] = "auto",
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help=(
-        "Trade compute for memory (off by default).")) ] = False,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
-    chat_template: Annotated[str, typer.Option("--chat-template", help=(
-        "'auto' (the model's own when it supports tools and string arguments, else astra's ChatML tool "
-        "template), 'model' or 'astra'."))] = "auto",
-    config: ConfigOpt = None,
-) -> None:
+@takes_config(SFTRunConfig)
+def sft_command(cfg: SFTRunConfig, config: ConfigOpt = None) -> None:
     """Supervised fine-tuning on exported trajectories (loss on assistant tokens only)."""
-    from pydantic import ValidationError
+    from astra.train.sft import train_sft
 
-    from astra.errors import ConfigError
-    from astra.train.sft import SFTRunConfig, train_sft
-
-    try:
-        cfg = SFTRunConfig(
-            data=data, output_dir=output, model=model, lora=lora, lora_r=lora_r, max_steps=max_steps,
-            epochs=epochs, learning_rate=lr, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
-            overlong=overlong, allow_drop=allow_drop, eval_fraction=eval_fraction, eval_steps=eval_steps, save_steps=save_steps,
-            save_total_limit=save_total_limit, seed=seed, resume=resume, report_to=list(report_to or []),
-            format_check_prompts=format_check, format_check_max_tokens=format_check_tokens,
-            limit=limit, device=device, precision=precision,
-            gradient_checkpointing=gradient_checkpointing, threads=threads, chat_template=chat_template)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}") from None
     res = train_sft(cfg)
 
     def fmt(x: float | None) -> str:

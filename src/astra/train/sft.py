@@ -31,10 +31,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from astra.cli_config import Flag
 from astra.errors import ConfigError, InputError
 from astra.io import append_lines, write_json
 from astra.train.data import PreparedData, load_sft_sources, prepare_records, to_dataset
@@ -48,53 +49,69 @@ CURVES = "curves.png"
 
 
 class SFTRunConfig(BaseModel):
-    """Everything an SFT run needs. Defaults follow the ASTRA method §3.1 (2 epochs, LR 5e-6, cosine,
-    5% warmup, no packing) scaled to one machine (batch 4, max length 2048)."""
+    """Everything an SFT run needs, declared once: ``astra train sft`` derives its options from
+    these fields (:func:`astra.cli_config.takes_config`). Defaults follow the ASTRA method §3.1
+    (2 epochs, LR 5e-6, cosine, 5% warmup, no packing) scaled to one machine (batch 4)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    data: Path | list[Path] = Field(description=(
-        "`astra export sft` directory (openai | sharegpt | hf) or a JSONL file; several are concatenated."))
-    output_dir: Path
-    model: str = Field("embedded", description="'embedded', 'embedded:PATH', a local path or a HF id.")
-    limit: int | None = Field(None, description="Use only the first N conversations of the data.")
+    data: Annotated[list[Path], Flag(short="-d")] = Field(description=(
+        "`astra export sft` directory (openai | sharegpt | hf, detected) or a JSONL file of "
+        "{messages, tools} records (e.g. from `astra train demos`); repeat to train on several together."))
+    output_dir: Annotated[Path, Flag("--output", "-o")] = Field(description=(
+        "Output directory (checkpoints, final model, logs)."))
+    model: Annotated[str, Flag(short="-m")] = Field("embedded", description=(
+        "'embedded' (SmolLM2-135M-Instruct), 'embedded:PATH', a local model directory or a Hugging Face id."))
+    limit: int | None = Field(None, description="Use only the first N conversations.")
     # optimization
-    epochs: float = 2.0
-    max_steps: int | None = Field(None, description="Stop after this many optimizer steps (overrides epochs).")
-    learning_rate: float = 5e-6
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int | None = None  # None: the model's context length
-    allow_drop: bool = False
-    overlong: Literal["drop", "truncate"] = "drop"
-    seed: int = 0
+    epochs: float = Field(2.0, description="Epochs (when --max-steps is unset).")
+    max_steps: int | None = Field(None, description="Stop after N optimizer steps.")
+    learning_rate: Annotated[float, Flag("--lr")] = Field(5e-6, description=(
+        "Peak learning rate (cosine schedule, 5% warmup)."))
+    lr_scheduler: str = Field("cosine", description="Learning-rate schedule (a transformers scheduler name).")
+    warmup_ratio: float = Field(0.05, description="Share of the steps spent warming up.")
+    weight_decay: float = Field(0.0, description="AdamW weight decay.")
+    batch_size: int = Field(4, ge=1, description="Conversations per device batch.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_length: int | None = Field(None, description=(
+        "Maximum tokens per conversation (default: the model's context length, 8,192 for the embedded model)."))
+    overlong: Literal["drop", "truncate"] = Field("drop", description=(
+        "Conversations over --max-length: 'drop' them or 'truncate' (keep the start)."))
+    allow_drop: bool = Field(False, description=(
+        "Train even when --overlong drop removes more than 10% of the conversations (an error otherwise)."))
+    seed: int = Field(0, description="Seed of the split, shuffling and initialization.")
     # LoRA
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int | None = Field(None, description="Default 2·r.")
-    lora_dropout: float = 0.05
-    merge_lora: bool = True
+    lora: bool = Field(False, description="Train LoRA adapters (attention + MLP projections).")
+    lora_r: int = Field(16, description="LoRA rank (alpha = 2·r unless --lora-alpha).")
+    lora_alpha: int | None = Field(None, description="LoRA alpha (default 2·r).")
+    lora_dropout: float = Field(0.05, description="LoRA dropout.")
+    merge_lora: bool = Field(True, description="Also write the adapters merged into the model (OUT/merged).")
     # evaluation, checkpoints, logging
-    eval_fraction: float = 0.1
-    eval_steps: int | None = Field(None, description="Also evaluate every N steps (always before and at the end).")
-    save_steps: int = 50
-    save_total_limit: int = 2
-    resume: bool = False
-    logging_steps: int = 1
-    report_to: list[str] = Field(default_factory=list, description="e.g. ['tensorboard'] or ['wandb'].")
-    format_check_prompts: int = Field(4, description="Held-out prompts for the tool-call format check (0: off).")
-    format_check_max_tokens: int = Field(256, description="Room for a planning sentence and a call.")
+    eval_fraction: float = Field(0.1, description="Share held out for the eval loss.")
+    eval_steps: int | None = Field(None, description="Also evaluate every N steps (always before training and at the end).")
+    save_steps: int = Field(50, description="Checkpoint every N steps (and at the end).")
+    save_total_limit: int = Field(2, description="Checkpoints kept.")
+    resume: bool = Field(False, description="Continue from the newest checkpoint in -o.")
+    logging_steps: int = Field(1, description="Log every N steps.")
+    report_to: list[str] = Field(default_factory=list, description="Also log to 'tensorboard' or 'wandb' (repeatable).")
+    format_check_prompts: Annotated[int, Flag("--format-check")] = Field(4, description=(
+        "Held-out prompts for the tool-call format check before/after (0: off)."))
+    format_check_max_tokens: Annotated[int, Flag("--format-check-tokens")] = Field(256, description=(
+        "Tokens generated per format-check prompt (room for a planning sentence and the call)."))
     # hardware
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    gradient_checkpointing: bool = False
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' (CUDA when available), 'cpu' or 'cuda'.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=(
+        "'auto' (fp32 on CPU, bf16 on a GPU that supports it), 'fp32', 'bf16' or 'fp16'."))
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (off by default).")
     threads: int | None = Field(None, description="torch CPU threads (default: torch's choice).")
-    chat_template: Literal["auto", "model", "astra"] = Field(
-        "auto", description="auto: the model's template if it supports tools, generation markers and string "
-                            "arguments, else astra's ChatML tool template.")
+    chat_template: Literal["auto", "model", "astra"] = Field("auto", description=(
+        "'auto' (the model's own when it supports tools and string arguments, else astra's ChatML tool "
+        "template), 'model' or 'astra'."))
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str | Path) else v
 
 
 class FormatCheck(BaseModel):
