@@ -251,8 +251,10 @@ def final_answer_type(inst: QAInstance) -> str | None:
     return answer_type_of(inst, sinks[0]) if len(sinks) == 1 else None
 
 
-class EnvSession:
-    """One episode of one environment (see the module docstring)."""
+class SessionBase:
+    """What every episode session shares, whatever its kind: argument checks, the tool list
+    the agent sees, turns and calls, and the call-limit rules. A subclass judges one call
+    (``_one``) and the final answer (``finish``)."""
 
     #: Seconds one tool call may run in the sandbox.
     call_timeout: float = 10.0
@@ -260,6 +262,113 @@ class EnvSession:
     max_content_chars: int = 8000
     #: Calls of one turn that are run; the rest get an error (and count).
     max_calls_per_turn: int = 32
+    #: Whether one turn's calls run concurrently (independent sandboxed calls) or in order
+    #: (calls that share one state).
+    concurrent_calls: bool = True
+
+    env: Any
+    seed: int
+    max_turns: int
+    turns: int
+    calls: int
+    done: bool
+    finished: bool
+    log: list[dict[str, Any]]
+    _pool: SandboxPool | None
+    tools_in_scope: dict[str, EnvTool]
+    distractors: dict[str, EnvTool]
+
+    @staticmethod
+    def _check_arguments(reward: str, max_turns: int) -> None:
+        if reward not in REWARD_KINDS:
+            raise ValueError(f"unknown reward kind {reward!r} (use {', '.join(REWARD_KINDS)})")
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+
+    @property
+    def pool(self) -> SandboxPool:
+        if self._pool is None:
+            from astra.sandbox import default_pool
+
+            self._pool = default_pool()
+        return self._pool
+
+    def tools(self) -> list[dict[str, Any]]:
+        """The OpenAI tools list the agent sees: in-scope tools and distractors, shuffled by seed."""
+        items = [t.tool.openai() for t in self.tools_in_scope.values()] + \
+                [t.tool.openai() for t in self.distractors.values()]
+        random.Random(f"astra.envs/{self.env.id}/{self.seed}").shuffle(items)
+        return items
+
+    def _content(self, value: Any) -> tuple[str, bool]:
+        """A tool result as message text, cut at :attr:`max_content_chars` (and whether it was)."""
+        if isinstance(value, str):
+            text = value
+        else:
+            try:
+                text = json.dumps(value, ensure_ascii=False, default=str)
+            except (TypeError, ValueError, RecursionError):
+                text = str(value)
+        if len(text) > self.max_content_chars:
+            return text[: self.max_content_chars] + " … [output truncated]", True
+        return text, False
+
+    async def _one(self, call_id: str, name: str, raw: Any, problem: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def finish(self, final_answer: Any) -> None:
+        raise NotImplementedError
+
+    async def _run_calls(self, tool_calls: Any) -> list[dict[str, Any]]:
+        """Execute and count calls (no turn accounting, no done check)."""
+        if isinstance(tool_calls, ToolCall | dict) or not isinstance(tool_calls, list | tuple):
+            tool_calls = [tool_calls]
+        norm = [_normalize_call(tc, f"call_{self.turns}_{i}") for i, tc in enumerate(tool_calls)]
+        self.calls += len(norm)
+        over = f"more than {self.max_calls_per_turn} calls in one turn (this one was not run)"
+        jobs = [(cid, name, raw, problem if i < self.max_calls_per_turn else over)
+                for i, (cid, name, raw, problem) in enumerate(norm)]
+        if self.concurrent_calls:
+            recs = list(await asyncio.gather(*(self._one(*job) for job in jobs)))
+        else:
+            recs = [await self._one(*job) for job in jobs]
+        self.log.extend(recs)
+        return [{"role": "tool", "tool_call_id": r["id"], "content": r["content"]} for r in recs]
+
+    def _update_done(self) -> None:
+        if self.turns >= self.max_turns or self.finished:
+            self.done = True
+
+    async def astep(self, tool_calls: Sequence[ToolCall | dict[str, Any]]) -> list[dict[str, Any]]:
+        """Execute one assistant turn's tool calls; returns one tool message per call, in order."""
+        if self.done:
+            raise EpisodeOver(f"the episode of {self.env.id!r} is over (turns={self.turns}, "
+                              f"finished={self.finished}); call reset() to start again")
+        if not tool_calls:
+            self.finish(None)
+            return []
+        msgs = await self._run_calls(tool_calls)
+        self.turns += 1
+        self._update_done()
+        return msgs
+
+    def step(self, tool_calls: Sequence[ToolCall | dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`astep` from sync code."""
+        return run_sync(self.astep(tool_calls))
+
+    async def acall_tool(self, name: str, arguments: Any, *, call_id: str | None = None) -> tuple[str, dict[str, Any]]:
+        """One tool call outside the turn structure (adapters whose agent calls tools one at a
+        time: TRL, MCP): counted and judged like a call of :meth:`astep`, no turn used.
+        Returns ``(content, log record)``; the record's ``status`` is ``ok`` or the error kind."""
+        if self.finished:
+            raise EpisodeOver(f"the episode of {self.env.id!r} is over: the answer was given")
+        cid = call_id or f"call_{self.calls}"
+        msgs = await self._run_calls([{"id": cid, "function": {"name": name, "arguments": arguments}}])
+        return msgs[0]["content"], self.log[-1]
+
+
+class EnvSession(SessionBase):
+    """One episode of one environment (see the module docstring)."""
 
     def __new__(cls, env: Environment | None = None, *args: Any, **kwargs: Any) -> Any:
         # A stateful environment (astra.envs.stateful) gets its own session class, with
@@ -273,10 +382,7 @@ class EnvSession:
     def __init__(self, env: Environment, *, max_turns: int = 8, reward: str = "f1",
                  distractors: list[EnvTool] | None = None, pool: SandboxPool | None = None, seed: int = 0,
                  system_prompt: str | None = None) -> None:
-        if reward not in REWARD_KINDS:
-            raise ValueError(f"unknown reward kind {reward!r} (use {', '.join(REWARD_KINDS)})")
-        if max_turns < 1:
-            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        self._check_arguments(reward, max_turns)
         if not env.instance.sub_tasks:
             raise ValueError(f"environment {env.id!r} has no sub-tasks")
         self.env = env
@@ -323,27 +429,12 @@ class EnvSession:
         self.log: list[dict[str, Any]] = []
 
     @property
-    def pool(self) -> SandboxPool:
-        if self._pool is None:
-            from astra.sandbox import default_pool
-
-            self._pool = default_pool()
-        return self._pool
-
-    @property
     def solved(self) -> list[str]:
         return [s for s in self._order if s in self._solved]
 
     @property
     def n_subtasks(self) -> int:
         return len(self._order)
-
-    def tools(self) -> list[dict[str, Any]]:
-        """The OpenAI tools list the agent sees: in-scope tools and distractors, shuffled by seed."""
-        items = [t.tool.openai() for t in self.tools_in_scope.values()] + \
-                [t.tool.openai() for t in self.distractors.values()]
-        random.Random(f"astra.envs/{self.env.id}/{self.seed}").shuffle(items)
-        return items
 
     def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Start (over): ``([system, user question], tools)``."""
@@ -353,18 +444,6 @@ class EnvSession:
         return messages, self.tools()
 
     # -- stepping ------------------------------------------------------------------
-    def _content(self, value: Any) -> tuple[str, bool]:
-        if isinstance(value, str):
-            text = value
-        else:
-            try:
-                text = json.dumps(value, ensure_ascii=False, default=str)
-            except (TypeError, ValueError, RecursionError):
-                text = str(value)
-        if len(text) > self.max_content_chars:
-            return text[: self.max_content_chars] + " … [output truncated]", True
-        return text, False
-
     async def _one(self, call_id: str, name: str, raw: Any, problem: str | None = None) -> dict[str, Any]:
         from astra.envs.match import answer_in_output, value_runs
 
@@ -422,52 +501,6 @@ class EnvSession:
                 self._credited.add(key)
                 rec["solved"].append(sid)
         return rec
-
-    async def _run_calls(self, tool_calls: Any) -> list[dict[str, Any]]:
-        """Execute and count calls (no turn accounting, no done check)."""
-        if isinstance(tool_calls, ToolCall | dict):
-            tool_calls = [tool_calls]
-        elif not isinstance(tool_calls, list | tuple):
-            tool_calls = [tool_calls]
-        norm = [_normalize_call(tc, f"call_{self.turns}_{i}") for i, tc in enumerate(tool_calls)]
-        self.calls += len(norm)
-        over = f"more than {self.max_calls_per_turn} calls in one turn (this one was not run)"
-        recs = await asyncio.gather(*(self._one(cid, name, raw, problem if i < self.max_calls_per_turn else over)
-                                      for i, (cid, name, raw, problem) in enumerate(norm)))
-        self.log.extend(recs)
-        return [{"role": "tool", "tool_call_id": r["id"], "content": r["content"]} for r in recs]
-
-    def _update_done(self) -> None:
-        if self.turns >= self.max_turns or self.finished:
-            self.done = True
-
-    async def astep(self, tool_calls: Sequence[ToolCall | dict[str, Any]]) -> list[dict[str, Any]]:
-        """Execute one assistant turn's tool calls (concurrently, each in its own sandbox
-        unit); returns one tool message per call, in order."""
-        if self.done:
-            raise EpisodeOver(f"the episode of {self.env.id!r} is over (turns={self.turns}, "
-                              f"finished={self.finished}); call reset() to start again")
-        if not tool_calls:
-            self.finish(None)
-            return []
-        msgs = await self._run_calls(tool_calls)
-        self.turns += 1
-        self._update_done()
-        return msgs
-
-    def step(self, tool_calls: Sequence[ToolCall | dict[str, Any]]) -> list[dict[str, Any]]:
-        """:meth:`astep` from sync code."""
-        return run_sync(self.astep(tool_calls))
-
-    async def acall_tool(self, name: str, arguments: Any, *, call_id: str | None = None) -> tuple[str, dict[str, Any]]:
-        """One tool call outside the turn structure (adapters whose agent calls tools one at a
-        time: TRL, MCP): counted and judged like a call of :meth:`astep`, no turn used.
-        Returns ``(content, log record)``; the record's ``status`` is ``ok`` or the error kind."""
-        if self.finished:
-            raise EpisodeOver(f"the episode of {self.env.id!r} is over: the answer was given")
-        cid = call_id or f"call_{self.calls}"
-        msgs = await self._run_calls([{"id": cid, "function": {"name": name, "arguments": arguments}}])
-        return msgs[0]["content"], self.log[-1]
 
     def finish(self, final_answer: Any) -> None:
         """The agent stopped calling tools: check ``final_answer`` against the instance's

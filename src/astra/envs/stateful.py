@@ -41,7 +41,6 @@ is the same record). The path the agent takes does not matter, only the state it
 from __future__ import annotations
 
 import json
-import random
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,8 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ConfigDict, Field
 
 from astra.envs.arguments import SchemaUnusable, argument_problem, parse_arguments
-from astra.envs.reward import REWARD_KINDS
-from astra.envs.runtime import EpisodeOver, RewardInfo, _normalize_call, _short, run_sync
+from astra.envs.runtime import RewardInfo, SessionBase, _short
 from astra.envs.state import Change, Snapshot, StateError, capture, diff, restore
 from astra.errors import AstraError
 from astra.types import CallInfo, Environment, EnvTool
@@ -230,20 +228,15 @@ def state_score(n_required: int, matched: int, extra: int) -> float:
 # ---------------------------------------------------------------------------------
 
 
-class StatefulSession:
+class StatefulSession(SessionBase):
     """One episode of a :class:`StatefulEnvironment`, with :class:`~astra.envs.runtime.EnvSession`'s interface."""
 
-    call_timeout: float = 10.0
-    max_content_chars: int = 8000
-    max_calls_per_turn: int = 32
+    concurrent_calls = False  # the calls of a turn share one state: in order
 
     def __init__(self, env: StatefulEnvironment, *, max_turns: int = 8, reward: str = "f1",
                  distractors: list[EnvTool] | None = None, pool: SandboxPool | None = None, seed: int = 0,
                  system_prompt: str | None = None) -> None:
-        if reward not in REWARD_KINDS:
-            raise ValueError(f"unknown reward kind {reward!r} (use {', '.join(REWARD_KINDS)})")
-        if max_turns < 1:
-            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        self._check_arguments(reward, max_turns)
         if env.mode not in ("write", "read"):
             raise ValueError(f"environment {env.id!r} has no stateful verifier (mode {env.mode!r})")
         self.env = env
@@ -301,14 +294,6 @@ class StatefulSession:
         return self._changes
 
     @property
-    def pool(self) -> SandboxPool:
-        if self._pool is None:
-            from astra.sandbox import default_pool
-
-            self._pool = default_pool()
-        return self._pool
-
-    @property
     def n_subtasks(self) -> int:
         return max(1, len(self.required)) if self.env.mode == "write" else 1
 
@@ -316,12 +301,6 @@ class StatefulSession:
     def solved(self) -> list[str]:
         info = self.reward()
         return list(info.solved)
-
-    def tools(self) -> list[dict[str, Any]]:
-        items = [t.tool.openai() for t in self.tools_in_scope.values()] + \
-                [t.tool.openai() for t in self.distractors.values()]
-        random.Random(f"astra.envs/{self.env.id}/{self.seed}").shuffle(items)
-        return items
 
     def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Start (over) from the initial state: ``([system, user request], tools)``."""
@@ -332,18 +311,6 @@ class StatefulSession:
         return messages, self.tools()
 
     # -- stepping ------------------------------------------------------------------
-    def _text(self, value: Any) -> str:
-        if isinstance(value, str):
-            text = value
-        else:
-            try:
-                text = json.dumps(value, ensure_ascii=False, default=str)
-            except (TypeError, ValueError, RecursionError):
-                text = str(value)
-        if len(text) > self.max_content_chars:
-            return text[: self.max_content_chars] + " … [output truncated]"
-        return text
-
     async def _one(self, call_id: str, name: str, raw: Any, problem: str | None) -> dict[str, Any]:
         from astra.tasks.plan import error_result
 
@@ -379,7 +346,7 @@ class StatefulSession:
             if not res.ok:
                 rec.update(status=res.outcome, content=f"Error: {res.error}" if res.error else "Error: the tool failed.")
                 return rec
-            rec["content"] = self._text(res.value)
+            rec["content"] = self._content(res.value)[0]
             return rec
         self._changes = None
         try:
@@ -393,49 +360,12 @@ class StatefulSession:
             return rec
         value = plain_value(value)
         err = error_result(value)
-        rec["content"] = self._text(value)
+        rec["content"] = self._content(value)[0]
         if err is not None:
             rec["status"] = "tool_error"
             return rec
         self._outputs.append(value)
         return rec
-
-    async def _run_calls(self, tool_calls: Any) -> list[dict[str, Any]]:
-        if isinstance(tool_calls, dict) or not isinstance(tool_calls, list | tuple):
-            tool_calls = [tool_calls]
-        norm = [_normalize_call(tc, f"call_{self.turns}_{i}") for i, tc in enumerate(tool_calls)]
-        self.calls += len(norm)
-        over = f"more than {self.max_calls_per_turn} calls in one turn (this one was not run)"
-        recs = []
-        for i, (cid, name, raw, problem) in enumerate(norm):  # in order: the calls share one state
-            recs.append(await self._one(cid, name, raw, problem if i < self.max_calls_per_turn else over))
-        self.log.extend(recs)
-        return [{"role": "tool", "tool_call_id": r["id"], "content": r["content"]} for r in recs]
-
-    async def astep(self, tool_calls: Sequence[Any]) -> list[dict[str, Any]]:
-        """Execute one assistant turn's tool calls, in order, on the session's state."""
-        if self.done:
-            raise EpisodeOver(f"the episode of {self.env.id!r} is over (turns={self.turns}, "
-                              f"finished={self.finished}); call reset() to start again")
-        if not tool_calls:
-            self.finish(None)
-            return []
-        msgs = await self._run_calls(tool_calls)
-        self.turns += 1
-        if self.turns >= self.max_turns or self.finished:
-            self.done = True
-        return msgs
-
-    def step(self, tool_calls: Sequence[Any]) -> list[dict[str, Any]]:
-        return run_sync(self.astep(tool_calls))
-
-    async def acall_tool(self, name: str, arguments: Any, *, call_id: str | None = None) -> tuple[str, dict[str, Any]]:
-        """One tool call outside the turn structure (TRL, MCP), counted like a call of :meth:`astep`."""
-        if self.finished:
-            raise EpisodeOver(f"the episode of {self.env.id!r} is over: the answer was given")
-        cid = call_id or f"call_{self.calls}"
-        msgs = await self._run_calls([{"id": cid, "function": {"name": name, "arguments": arguments}}])
-        return msgs[0]["content"], self.log[-1]
 
     def _known_values(self) -> frozenset[tuple[str, ...]]:
         from astra.envs.match import value_runs
