@@ -17,15 +17,8 @@ from astra.envs.runtime import EnvSession
 from astra.envsynth.compose import compose
 from astra.envsynth.synth import synthesize_environment
 from astra.envsynth.worlds import load_worlds
-from astra.sandbox import SandboxPool, parse_call_statement
+from astra.sandbox import parse_call_statement
 from astra.train.rl_rollout import RolloutEngine
-
-
-@pytest.fixture(scope="module")
-def pool():
-    p = SandboxPool(size=2)
-    yield p
-    p.close()
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +29,6 @@ def film_envs(pool):
         return [await synthesize_environment(i, pool=pool) for i in insts]
 
     return {e.instance.scenario: e for e in asyncio.run(build())}
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from astra.llm.embedded import ensure_default_model, ensure_tool_chat_template
-
-    try:
-        path = ensure_default_model()
-    except Exception as e:  # pragma: no cover - machine without the bundled weights
-        pytest.skip(f"needs the embedded model's tokenizer: {e}")
-    tok = AutoTokenizer.from_pretrained(path)
-    ensure_tool_chat_template(tok)
-    return tok
 
 
 def tiny_model(tok):

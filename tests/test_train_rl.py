@@ -167,21 +167,6 @@ def scripted_generate(engine: RolloutEngine, rng: random.Random):
 # -- fixtures -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from astra.llm.embedded import ensure_default_model, ensure_tool_chat_template
-
-    try:
-        path = ensure_default_model()
-    except Exception as e:  # pragma: no cover - machine without the bundled weights
-        pytest.skip(f"needs the embedded model's tokenizer: {e}")
-    tok = AutoTokenizer.from_pretrained(path)
-    ensure_tool_chat_template(tok)
-    return tok
-
-
 def tiny_model(tok, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
