@@ -26,9 +26,9 @@ Hugging Face model. Both live in this process, on the same GPU:
   weights offloaded to CPU memory) for the update, so the backward pass and AdamW get that
   GPU memory, and woken up by the next sync.
 
-The old log-probs of the loss are the Hugging Face model's (as with the ``hf`` engines); a
-vLLM sampler and a Hugging Face forward differ slightly in numerics, which the clipped ratio
-absorbs. vLLM is an optional dependency (``pip install 'astra[vllm]'``): :func:`unavailable`
+The old log-probs of the loss are the Hugging Face model's (as with the ``hf`` engines); vLLM's
+kernels and the Hugging Face forward differ slightly in numerics, so the sampled tokens are
+off-policy by that gap, which the loss does not correct. vLLM is an optional dependency (``pip install 'astra[vllm]'``): :func:`unavailable`
 says why the engine cannot run here, and ``--vllm-fallback hf`` trains with the ``hf`` engine
 instead (counted in the metrics and the run summary, and warned about on the console).
 """
