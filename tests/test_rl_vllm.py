@@ -330,6 +330,23 @@ def test_missing_vllm_is_a_clear_error(tokenizer, tmp_path, monkeypatch):
     assert "\n" not in msg and "pip install 'astra[vllm]'" in msg and "--rollout-engine hf" in msg
 
 
+def test_a_broken_vllm_install_is_named(tokenizer, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def imp(name, *a, **k):
+        if name == "vllm":
+            raise OSError("libcudart.so.13: cannot open shared object file\nmore detail")
+        return real_import(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    monkeypatch.setattr(builtins, "__import__", imp)
+    reason = rl_vllm.unavailable("cuda")
+    assert reason is not None and "OSError: libcudart.so.13" in reason and "\n" not in reason
+    assert "pip install 'astra[vllm]'" in reason
+
+
 def test_no_cuda_is_a_clear_error(fake_vllm, tokenizer, tmp_path):
     cfg = RLConfig(output_dir=tmp_path / "rl", rollout_engine="vllm", device="cpu", distractors="none",
                    tensorboard=False)

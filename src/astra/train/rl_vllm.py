@@ -58,10 +58,17 @@ def unavailable(device: str) -> str | None:
     try:
         import vllm  # noqa: F401
     except ImportError as e:
-        return f"vllm is not importable ({e}); install it with {INSTALL_HINT}"
+        return f"vllm is not importable ({_one_line(e)}); install it with {INSTALL_HINT}"
+    except Exception as e:  # a broken install (e.g. a CUDA torch that does not load here)
+        return f"vllm fails to import ({type(e).__name__}: {_one_line(e)}); reinstall it with {INSTALL_HINT}"
     if not cuda_available(device):
         return f"vllm needs a CUDA device and the policy is on {device!r}"
     return None
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def _free_port() -> int:
