@@ -16,7 +16,9 @@ Every line is one JSON object with a ``check`` key:
 * ``rollout``: :class:`astra.train.rl_rollout.RolloutEngine`, ``hf`` (KV cache across turns,
   shared prefixes once) against ``hf-generate`` (HF ``generate`` per turn), greedy, so both
   do exactly the same work (their tokens are compared): generated tokens/s, seconds, peak
-  memory. Prompts are real environment prompts (system prompt + tool list of environments
+  memory; then ``vllm`` (``--rollout-engine vllm``, when vLLM is importable and there is a
+  GPU, else a ``vllm_skipped`` line with the reason): start-up seconds, tokens/s, the
+  seconds of one weight sync, episodes with the ``hf`` tokens. Prompts are real environment prompts (system prompt + tool list of environments
   synthesized offline from the film world); the model has random weights and writes no
   tool calls, so every reply is *treated as* one tool call answered by a fixed tool
   result, to measure multi-turn rollouts (``turns`` per episode);
@@ -272,7 +274,7 @@ def env_prompts(n: int) -> list[tuple[list[dict], list[dict]]]:
 
 
 def rollouts(model: Any, tok: Any, device: str, *, groups: int, group_size: int, new_tokens: int, turns: int,
-             precision: str) -> None:
+             precision: str, out_dir: Path) -> None:
     import astra.train.rl_rollout as rr
     from astra.llm.toolparse import ParsedReply
     from astra.llm.types import ToolCall
@@ -307,6 +309,52 @@ def rollouts(model: Any, tok: Any, device: str, *, groups: int, group_size: int,
     same = all(a.ids == b.ids for a, b in zip(runs["hf"], runs["hf-generate"], strict=True))
     emit("rollout_engines", identical_tokens=same,
          speedup_hf_vs_hf_generate=round(seconds["hf-generate"] / seconds["hf"], 2))
+    vllm_rollouts(model, tok, device, prompts, result, group_size=group_size, new_tokens=new_tokens, turns=turns,
+                  precision=precision, hf_run=runs["hf"], hf_seconds=seconds["hf"], out_dir=out_dir)
+
+
+def vllm_rollouts(model: Any, tok: Any, device: str, prompts: list[Any], result: str, *, group_size: int,
+                  new_tokens: int, turns: int, precision: str, hf_run: list[Any], hf_seconds: float,
+                  out_dir: Path) -> None:
+    """The ``vllm`` engine on the same sessions (greedy): start-up seconds (vLLM built on the
+    policy's config, then the first weight sync), rollout tokens/s, a weight sync's seconds,
+    and how many episodes have the ``hf`` engine's tokens (bf16 kernels differ: not all need
+    to). Skipped, with a ``vllm_skipped`` line saying why, where vLLM cannot run."""
+    import astra.train.rl_rollout as rr
+    from astra.llm.toolparse import ParsedReply
+    from astra.llm.types import ToolCall
+    from astra.train import rl_vllm
+
+    reason = rl_vllm.unavailable(device)
+    if reason is not None:
+        emit("vllm_skipped", reason=reason)
+        return
+    _reset_peak(device)
+    codec = rr.ChatCodec(tok)
+    t = time.perf_counter()
+    gen = rl_vllm.VLLMGenerator(model, tok, stop_ids=codec.stop_ids, eos_id=tok.eos_token_id, max_model_len=8192,
+                                temperature=0.0, top_p=1.0, workdir=out_dir / "vllm_model",
+                                gpu_memory_utilization=float(os.environ.get("GPU_CHECK_VLLM_MEM", "0.3")),
+                                dtype=rl_vllm.vllm_dtype(precision))
+    start_s = time.perf_counter() - t
+    real_parse = rr.parse_tool_calls
+    rr.parse_tool_calls = lambda text, *a, **k: ParsedReply(  # as in rollouts(): every reply is one tool call
+        content=text, tool_calls=[ToolCall(id="c", name="lookup", arguments="{}")], errors=[])
+    try:
+        sessions = [_EchoSession(m, tl, result, turns) for (m, tl) in prompts for _ in range(group_size)]
+        eng = rr.RolloutEngine(model, tok, max_new_tokens=new_tokens, temperature=0.0, engine="vllm", generator=gen)
+        t = time.perf_counter()
+        eps = eng.run(sessions)
+        dt = time.perf_counter() - t
+    finally:
+        rr.parse_tool_calls = real_parse
+    sync_s = gen.sync_weights(model)
+    emit("rollout", engine="vllm", precision=precision, sessions=len(sessions), max_new_tokens=new_tokens,
+         turns=round(sum(e.turns for e in eps) / len(eps), 2), generated_tokens=eng.stats.gen_tokens,
+         seconds=round(dt, 3), tokens_per_s=round(eng.stats.gen_tokens / dt, 1), start_seconds=round(start_s, 1),
+         weight_sync_seconds=round(sync_s, 3), peak_mem_gib=_peak_gib(device),
+         episodes_equal_to_hf=sum(a.ids == b.ids for a, b in zip(eps, hf_run, strict=True)),
+         speedup_vs_hf=round(hf_seconds / dt, 2) if dt > 0 else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                  peak=peak)
     if "rollout" not in skip:
         rollouts(model, tok, device, groups=2 if smoke else 2, group_size=2 if smoke else 4,
-                 new_tokens=12 if smoke else 128, turns=2 if smoke else 3, precision="fp32" if smoke else "bf16")
+                 new_tokens=12 if smoke else 128, turns=2 if smoke else 3, precision="fp32" if smoke else "bf16",
+                 out_dir=a.out)
     emit("done", seconds=round(time.perf_counter() - T0, 1))
     return 0
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One GPU check of astra's training paths, JSON lines on stdout (≤ 6 minutes on one GPU):
 # bf16/fp32 matmul peak, RL-update and SFT-step MFU against it (fp32 / bf16 autocast, with and
-# without gradient checkpointing), rollout tokens/s of the hf (KV cache) and hf-generate engines,
-# peak memory. What each line means: benchmarks/gpu_check.py.
+# without gradient checkpointing), rollout tokens/s of the hf (KV cache), hf-generate and vllm
+# engines (vllm: when it is importable, pip install 'astra[vllm]'; else a vllm_skipped line),
+# vllm's start-up and weight-sync seconds, peak memory. GPU_CHECK_VLLM_MEM: vllm's memory share (0.3). What each line means: benchmarks/gpu_check.py.
 #
 #   benchmarks/gpu_check.sh                  # on a CUDA machine (model shape: --size 1.5b)
 #   benchmarks/gpu_check.sh --size 0.5b      # a smaller model

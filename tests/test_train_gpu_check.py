@@ -22,7 +22,7 @@ def test_gpu_check_cpu_smoke_prints_every_check(tmp_path):
     lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
     checks = [x["check"] for x in lines]
     assert checks == ["env", "matmul_peak", "rl_update", "rl_update", "sft_step", "sft_step", "rollout", "rollout",
-                      "rollout_engines", "done"]
+                      "rollout_engines", "vllm_skipped", "done"]
     by = {(x["check"], x.get("precision"), x.get("engine"), x.get("gradient_checkpointing")): x for x in lines}
     assert by[("matmul_peak", None, None, None)]["bf16_tflops"] > 0
     for key in (("rl_update", "fp32", None, None), ("rl_update", "bf16", None, None),
@@ -32,3 +32,5 @@ def test_gpu_check_cpu_smoke_prints_every_check(tmp_path):
     assert engines["identical_tokens"] is True
     rolls = [x for x in lines if x["check"] == "rollout"]
     assert rolls[0]["generated_tokens"] == rolls[1]["generated_tokens"] > 0 and rolls[0]["turns"] > 1
+    skipped = next(x for x in lines if x["check"] == "vllm_skipped")  # no vllm (nor a GPU) here
+    assert "pip install 'astra[vllm]'" in skipped["reason"] or "CUDA" in skipped["reason"]

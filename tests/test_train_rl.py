@@ -534,7 +534,7 @@ def test_cli_maps_options_to_config(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     c = seen["cfg"]
     assert (c.rollout_engine, c.precision, c.gradient_checkpointing) == ("hf-generate", "bf16", True)
-    for opt, val in (("--rollout-engine", "vllm"), ("--precision", "fp16")):
+    for opt, val in (("--rollout-engine", "sglang"), ("--precision", "fp16")):  # sglang: veRL only
         bad = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "o"), opt, val])
         assert bad.exit_code == 1 and opt in bad.output
     bad = CliRunner().invoke(app, ["--envs", str(tmp_path / "envs"), "-o", str(tmp_path / "o"), "--reward", "acc"])

@@ -55,7 +55,7 @@ from astra.train.rl_buffer import FillResult, Group, RolloutBuffer, Sample, fill
 from astra.train.rl_config import RLConfig
 from astra.train.rl_journal import RolloutJournal
 from astra.train.rl_loss import policy_loss, token_logprobs
-from astra.train.rl_rollout import Episode, RolloutEngine, RolloutStats
+from astra.train.rl_rollout import ChatCodec, Episode, RolloutEngine, RolloutStats
 
 STATE_FILE = "trainer_state.pt"
 #: session_factory(env, distractors, seed) -> an EnvSession-like object.
@@ -160,11 +160,18 @@ class RLTrainer:
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        self.out = Path(config.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.engine_fallback: str | None = None  # why --rollout-engine vllm runs as hf here
+        engine = str(config.rollout_engine)
+        if engine == "vllm":
+            engine = self._check_vllm()
         self.engine = RolloutEngine(model, tokenizer, max_new_tokens=config.max_new_tokens,
                                     temperature=config.temperature, top_p=config.top_p,
                                     max_total_tokens=config.max_total_tokens, max_batch=config.max_batch,
-                                    max_turns=config.max_turns, engine=config.rollout_engine,
-                                    autocast=self._autocast)
+                                    max_turns=config.max_turns, engine=engine, autocast=self._autocast,
+                                    generator=self._vllm_generator(tokenizer) if engine == "vllm" else None)
+        self.vllm = self.engine.generator  # a VLLMGenerator with --rollout-engine vllm, else None
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.buffer = RolloutBuffer(eps=config.adv_eps, delta=config.std_threshold)
@@ -173,8 +180,6 @@ class RLTrainer:
         self._order: list[int] = []
         self._cursor = 0
         self._epoch = 0
-        self.out = Path(config.output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.logger: MetricsLogger | None = None
         self._step_stats = RolloutStats()
         self.journal = RolloutJournal(self.out) if config.journal else None
@@ -183,6 +188,40 @@ class RLTrainer:
 
     def _autocast(self) -> Any:
         return autocast(self.device, self.precision)
+
+    # -- the vllm engine -----------------------------------------------------------------
+    def _check_vllm(self) -> str:
+        """``vllm`` where it can run; else ``hf`` with ``--vllm-fallback hf`` (warned, recorded), or
+        a ConfigError naming the reason, the install command and the other engine."""
+        from astra.train import rl_vllm
+
+        reason = rl_vllm.unavailable(self.device)
+        if reason is None:
+            return "vllm"
+        if self.cfg.vllm_fallback == "hf":
+            self.engine_fallback = reason
+            log.warning("--rollout-engine vllm: %s; rolling out with the hf engine instead (--vllm-fallback hf)",
+                        reason)
+            return "hf"
+        raise ConfigError(f"--rollout-engine vllm: {reason}; or train with --rollout-engine hf "
+                          "(or --vllm-fallback hf)")
+
+    def _vllm_generator(self, tokenizer: Any) -> Any:
+        from astra.train.rl_vllm import VLLMGenerator, vllm_dtype
+
+        cfg = self.cfg
+        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None) or 4096
+        return VLLMGenerator(self.model, tokenizer, stop_ids=ChatCodec(tokenizer).stop_ids, eos_id=tokenizer.eos_token_id,
+                             max_model_len=min(cfg.max_total_tokens, limit), temperature=cfg.temperature,
+                             top_p=cfg.top_p, workdir=self.out / "vllm_model",
+                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, sleep=cfg.vllm_sleep,
+                             dtype=vllm_dtype(self.precision), seed=cfg.seed,
+                             enforce_eager=cfg.vllm_enforce_eager)
+
+    def sync_rollout_weights(self) -> float | None:
+        """Load the policy's current weights into the vllm engine (None without one): after every
+        update and after a checkpoint is loaded."""
+        return self.vllm.sync_weights(self.model) if self.vllm is not None else None
 
     # -- environments --------------------------------------------------------------------
     def _next_envs(self, k: int) -> list[Any]:
@@ -375,7 +414,15 @@ class RLTrainer:
                 pending += [s for s in fill.samples if not s.old_logps]
             if pending:
                 self.score_old_logps(pending)
+        if self.vllm is not None:
+            self.vllm.sleep()  # --vllm-sleep: the update gets vLLM's KV cache memory (no-op otherwise)
         stats = self.update(fill.samples) if fill.samples else {}
+        sync_s: float | None = None
+        if self.vllm is not None:
+            if stats.get("optimizer_steps"):
+                sync_s = self.sync_rollout_weights()
+            else:
+                self.vllm.wake()  # the weights did not change
         self.step += 1
         fresh = [s for g in fill.groups for s in g.samples]
         m = _mean
@@ -399,6 +446,11 @@ class RLTrainer:
             "rollout_seconds": self._step_stats.gen_seconds, "tool_seconds": self._step_stats.tool_seconds,
             "lr": self.optimizer.param_groups[0]["lr"],
         }
+        if self.vllm is not None:
+            metrics["weight_sync_seconds"] = sync_s or 0.0
+            metrics["weight_syncs"] = self.vllm.syncs
+        if self.engine_fallback is not None:
+            metrics["rollout_engine_fallback"] = 1
         metrics.update(stats)
         metrics["step_seconds"] = time.perf_counter() - t0
         if cfg.log_samples and fresh:
@@ -465,6 +517,7 @@ class RLTrainer:
         self.step, self.rounds_done = state["step"], state["rounds_done"]
         self._order, self._cursor, self._epoch = state["order"], state["cursor"], state["epoch"]
         torch.set_rng_state(state["torch_rng"])
+        self.sync_rollout_weights()
         log.info("resumed from %s (step %d)", path, self.step)
 
     # -- run -----------------------------------------------------------------------------
@@ -519,7 +572,13 @@ class RLTrainer:
             "reward_first_quarter_mean": _mean(rewards[:k]), "reward_last_quarter_mean": _mean(rewards[-k:]),
             "metrics": str(self.out / "metrics.jsonl"), "curves": str(self.out / "curves.png"),
             "model_dir": str(self.out), "journal": journal,
+            "rollout_engine": self.engine.kind, "rollout_engine_requested": str(cfg.rollout_engine),
         }
+        if self.engine_fallback is not None:
+            summary["rollout_engine_fallback"] = self.engine_fallback
+        if self.vllm is not None:
+            summary["weight_syncs"] = self.vllm.syncs
+            summary["weight_sync_seconds"] = round(self.vllm.sync_seconds, 3)
         (self.out / "rl_summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
         return summary
 

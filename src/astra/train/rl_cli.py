@@ -5,7 +5,7 @@
     astra train rl --envs envs/ --model ckpt/sft|embedded -o ckpt/rl --group-size G --batch N \\
         --reward f1|recall|precision --distractors banded|random|none [--max-steps N] [--lr 2e-6] \\
         [--max-turns 8] [--max-new-tokens 128] [--temperature 1.0] [--seed S] [--resume]
-        [--rollout-engine hf|hf-generate] [--precision auto|fp32|bf16] [--gradient-checkpointing]
+        [--rollout-engine hf|hf-generate|vllm] [--precision auto|fp32|bf16] [--gradient-checkpointing]
     astra train rl --envs envs/ --model HF_ID_OR_PATH --backend verl --export verl_job/ [...]
 
 :func:`rl_command` takes its options from :class:`~astra.train.rl_config.RLConfig` and
@@ -82,6 +82,12 @@ def rl_command(
     if j.get("replayable") or j.get("discarded"):
         t.add_row("rollout journal", f"{j.get('replayable', 0)} rollouts reused after the resume, "
                                      f"{j.get('discarded', 0)} discarded (made by weights no checkpoint holds)")
+    engine = str(s.get("rollout_engine", cfg.rollout_engine))
+    if s.get("rollout_engine_fallback"):
+        engine += f" (requested {s.get('rollout_engine_requested')}: {s['rollout_engine_fallback']})"
+    if s.get("weight_syncs") is not None:
+        engine += f"; {s['weight_syncs']} weight syncs, {s['weight_sync_seconds']:.1f}s"
+    t.add_row("rollout engine", engine)
     t.add_row("mean reward", f"first {_fmt(s['reward_first'])} → last {_fmt(s['reward_last'])}; first quarter "
                              f"{_fmt(s['reward_first_quarter_mean'])} → last quarter {_fmt(s['reward_last_quarter_mean'])}")
     t.add_row("logs", f"{s['metrics']}, {s['curves']}")

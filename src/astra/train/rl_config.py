@@ -73,10 +73,26 @@ class RLConfig(BaseModel):
     max_batch: int | None = Field(None, description=(
         "Cap on sequences per generate call (default: all live sessions)."))
     #: hf: KV cache kept across turns, shared prompt prefixes prefilled once (astra.train.rl_kvcache);
-    #: hf-generate: one HF ``generate`` call per turn over the whole conversations.
+    #: hf-generate: one HF ``generate`` call per turn over the whole conversations; vllm: an
+    #: in-process vLLM on the policy's GPU, weights synced after every update (astra.train.rl_vllm).
     rollout_engine: Literal["hf", "hf-generate", "vllm", "sglang"] | None = Field(None, description=(
         "local: hf (KV cache kept across turns, shared prompt prefixes prefilled once; default) | "
-        "hf-generate (one HF generate call per turn). veRL: vllm (default) | sglang."), validate_default=True)
+        "hf-generate (one HF generate call per turn) | vllm (vLLM on the policy's GPU, weights synced "
+        "after every update; pip install 'astra[vllm]'). veRL: vllm (default) | sglang."), validate_default=True)
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, lt=1, description=(
+        "--rollout-engine vllm: share of the GPU's memory vLLM takes (weights + KV cache); the rest is "
+        "the trainer's."))
+    vllm_sleep: bool = Field(False, description=(
+        "--rollout-engine vllm: put vLLM to sleep during the update (KV cache freed, weights offloaded "
+        "to CPU memory), woken by the weight sync."))
+    vllm_enforce_eager: bool = Field(False, description=(
+        "--rollout-engine vllm: no CUDA graphs (faster start, slower decoding)."))
+    #: What --rollout-engine vllm does where vLLM cannot run (not installed, no CUDA device):
+    #: error (stop with the reason) or hf (train with the hf engine; warned on the console and
+    #: recorded as rollout_engine_fallback in every step's metrics and in rl_summary.json).
+    vllm_fallback: Literal["error", "hf"] = Field("error", description=(
+        "--rollout-engine vllm where vLLM cannot run: error (stop) | hf (use the hf engine; recorded "
+        "in the metrics and the summary)."))
     #: auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (astra.train.precision).
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=(
         "auto (bf16 autocast on a CUDA GPU that supports it, else fp32) | fp32 | bf16."))
@@ -102,11 +118,11 @@ class RLConfig(BaseModel):
     @classmethod
     def _engine(cls, v: str | None, info: ValidationInfo) -> str:
         backend = info.data.get("backend", "local")
-        engines = ("hf", "hf-generate") if backend == "local" else ("vllm", "sglang")
+        engines = ("hf", "hf-generate", "vllm") if backend == "local" else ("vllm", "sglang")
         if v is None:
             return engines[0]
         if v not in engines:
-            raise ValueError(f"{v!r} with backend {backend}: use {' or '.join(engines)}")
+            raise ValueError(f"{v!r} with backend {backend}: use {', '.join(engines[:-1])} or {engines[-1]}")
         return v
 
     @field_validator("temperature")

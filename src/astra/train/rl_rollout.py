@@ -10,7 +10,10 @@ the tool results are appended as tokens. Two generation engines:
   assistant header), and prefills a prompt prefix shared by the sessions once (the system
   prompt; the whole prompt within a group);
 * ``hf-generate``: one left-padded ``model.generate`` call per turn over the whole
-  conversations (the reference; every turn prefills everything again).
+  conversations (the reference; every turn prefills everything again);
+* ``vllm``: one ``vllm.LLM.generate`` call per turn over the token ids of the live episodes
+  (:class:`astra.train.rl_vllm.VLLMGenerator`, passed as ``generator``: vLLM colocated with
+  the policy on one GPU, its weights synced after every update).
 
 Both give the same tokens under greedy decoding (tested). The token sequence of an
 episode is built by concatenation and never re-tokenized, so the tokens trained on are
@@ -225,7 +228,7 @@ def apply_tool_results(e: Episode, res: Any, codec: ChatCodec, *, max_total_toke
         e.final_turn = True
 
 
-ENGINES = ("hf", "hf-generate")
+ENGINES = ("hf", "hf-generate", "vllm")
 
 
 class RolloutEngine:
@@ -233,9 +236,13 @@ class RolloutEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, max_new_tokens: int = 128, temperature: float = 1.0,
                  top_p: float = 1.0, max_total_tokens: int | None = None, max_batch: int | None = None,
-                 max_turns: int | None = None, engine: str = "hf", autocast: Any = None):
+                 max_turns: int | None = None, engine: str = "hf", autocast: Any = None,
+                 generator: Any = None):
         if engine not in ENGINES:
             raise ValueError(f"unknown rollout engine {engine!r} (use {', '.join(ENGINES)})")
+        if (engine == "vllm") != (generator is not None):
+            raise ValueError("the vllm engine takes a generator (astra.train.rl_vllm.VLLMGenerator), "
+                             "and only it does")
         self.model, self.tok = model, tokenizer
         self.codec = ChatCodec(tokenizer)
         self.max_new_tokens = max_new_tokens
@@ -247,11 +254,25 @@ class RolloutEngine:
         self.kind = engine
         #: () -> a context manager the forward passes run in (bf16 autocast), or None
         self.autocast = autocast
+        #: generate(seqs, budgets) -> [(new ids, stopped)] of the ``vllm`` engine
+        self.generator = generator
         self.stats = RolloutStats()
 
     # -- generation ----------------------------------------------------------------------
-    def generate(self, seqs: Sequence[Sequence[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
-        """Continue every sequence; returns (new ids up to and including a stop id, stopped)."""
+    def generate(self, seqs: Sequence[Sequence[int]],
+                 max_new_tokens: int | Sequence[int]) -> list[tuple[list[int], bool]]:
+        """Continue every sequence; returns (new ids up to and including a stop id, stopped).
+        ``max_new_tokens``: one budget, or one per sequence (the ``vllm`` engine keeps each;
+        HF ``generate`` runs to the largest and :func:`apply_reply` cuts the others)."""
+        if self.generator is not None:
+            t0 = time.perf_counter()
+            res = self.generator.generate(seqs, max_new_tokens)
+            self.stats.gen_seconds += time.perf_counter() - t0
+            self.stats.generate_calls += 1
+            self.stats.gen_tokens += sum(len(r[0]) for r in res)
+            return list(res)
+        if not isinstance(max_new_tokens, int):
+            max_new_tokens = max(max_new_tokens, default=1)
         out: list[tuple[list[int], bool]] = []
         step = self.max_batch or len(seqs) or 1
         for i in range(0, len(seqs), step):
@@ -356,6 +377,8 @@ class RolloutEngine:
             budgets = [min(self.max_new_tokens, self.max_total_tokens - len(e.ids) - 1) for e in live]
             if self.kind == "hf":
                 outs = self._kv_turn(eps, live, budgets, caches)
+            elif self.kind == "vllm":
+                outs = self.generate([e.ids for e in live], budgets)
             else:
                 outs = self.generate([e.ids for e in live], max(budgets))
             pending: list[tuple[Episode, list[Any]]] = []
