@@ -401,18 +401,14 @@ def _aggregate(world: World, etype: str, field: str, op: str, names: list[str], 
         total = sum(vals)
         q = f"What is the combined {label} of {_join(items, 'and')}?"
         sub = f"What is the sum of {_join(shown, 'and')}?"
-        atype = "int" if all(isinstance(v, int) for v in vals) else "float"
-        return {"op": op, "question": q, "sub_question": sub, "answer": format_number(round(total, 2)),
-                "answer_type": atype}
+        return _numeric_step(op, q, sub, total, vals)
     if op == "diff":
         if len(vals) != 2:
             return None
         d = abs(vals[0] - vals[1])
         q = f"What is the difference in {label} between {items[0]} and {items[1]}?"
         sub = f"What is the absolute difference between {shown[0]} and {shown[1]}?"
-        atype = "int" if all(isinstance(v, int) for v in vals) else "float"
-        return {"op": op, "question": q, "sub_question": sub, "answer": format_number(round(d, 2)),
-                "answer_type": atype}
+        return _numeric_step(op, q, sub, d, vals)
     if op == "same":
         if len(vals) != 2:
             return None
@@ -421,6 +417,14 @@ def _aggregate(world: World, etype: str, field: str, op: str, names: list[str], 
         return {"op": op, "question": q, "sub_question": sub, "answer": "yes" if vals[0] == vals[1] else "no",
                 "answer_type": "str"}
     return None
+
+
+def _numeric_step(op: str, q: str, sub: str, value: Any, vals: list[Any]) -> dict[str, Any]:
+    """An aggregation step whose answer is the number ``value`` computed from ``vals``
+    (an ``int`` answer when every value is one)."""
+    atype = "int" if all(isinstance(v, int) for v in vals) else "float"
+    return {"op": op, "question": q, "sub_question": sub, "answer": format_number(round(value, 2)),
+            "answer_type": atype}
 
 
 def _balance_same(world: World, etype: str, field: str, names: list[str], vals: list[Any],
