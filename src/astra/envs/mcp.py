@@ -40,7 +40,8 @@ from mcp.server.lowlevel import Server
 from astra.envs.arguments import argument_problem, parse_arguments
 from astra.envs.bundle import load_environment
 from astra.envs.runtime import EnvSession, default_system_prompt
-from astra.errors import AstraError, ConfigError
+from astra.errors import ConfigError
+from astra.tools.mcp_serve import run_http, run_main, run_stdio
 from astra.types import Environment, EnvTool
 
 log = logging.getLogger("astra.envs.mcp")
@@ -173,11 +174,7 @@ def build_env_mcp_server(env: Environment, *, pool: Any = None, timeout: float =
 
 
 async def serve_env_stdio_async(env: Environment, **kw: Any) -> None:
-    from mcp.server.stdio import stdio_server
-
-    server = build_env_mcp_server(env, **kw)
-    async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+    await run_stdio(build_env_mcp_server(env, **kw))
 
 
 def serve_env_stdio(env: Environment, **kw: Any) -> None:
@@ -186,11 +183,7 @@ def serve_env_stdio(env: Environment, **kw: Any) -> None:
 
 
 async def serve_env_http_async(env: Environment, port: int, *, host: str = "127.0.0.1", **kw: Any) -> None:
-    import uvicorn
-
-    server = build_env_mcp_server(env, **kw)
-    app = server.streamable_http_app(host=host)
-    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+    await run_http(build_env_mcp_server(env, **kw), port, host)
 
 
 def serve_env_http(env: Environment, port: int, *, host: str = "127.0.0.1", **kw: Any) -> None:
@@ -211,19 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--reward", default="f1", choices=["f1", "recall", "precision"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    try:
+
+    def serve() -> None:
         env = load_environment(args.env)
         if args.http is not None:
             serve_env_http(env, args.http, host=args.host, reward=args.reward)
         else:
             serve_env_stdio(env, reward=args.reward)
-    except AstraError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    return 0
+
+    return run_main(serve)
 
 
 if __name__ == "__main__":

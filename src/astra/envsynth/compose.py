@@ -388,39 +388,36 @@ def _aggregate(world: World, etype: str, field: str, op: str, names: list[str], 
     spec = world.field_spec(etype, field)
     shown = [format_value(v) for v in vals]
     label = spec.label
+    if op in ("diff", "same") and len(vals) != 2:
+        return None
     if op in ("max", "min"):
         if len(set(vals)) != len(vals):
             return None
         pick = max if op == "max" else min
-        winner = names[vals.index(pick(vals))]
         comp = _comparative(spec, op)
         q = f"Which {comp}, {_join(items, 'or')}?"
         sub = f"Which {comp}: " + _join([f"{n} ({label} {s})" for n, s in zip(names, shown, strict=True)], "or") + "?"
-        return {"op": op, "question": q, "sub_question": sub, "answer": winner, "answer_type": "entity"}
-    if op == "sum":
-        total = sum(vals)
+        answer, atype = names[vals.index(pick(vals))], "entity"
+    elif op == "sum":
         q = f"What is the combined {label} of {_join(items, 'and')}?"
         sub = f"What is the sum of {_join(shown, 'and')}?"
-        atype = "int" if all(isinstance(v, int) for v in vals) else "float"
-        return {"op": op, "question": q, "sub_question": sub, "answer": format_number(round(total, 2)),
-                "answer_type": atype}
-    if op == "diff":
-        if len(vals) != 2:
-            return None
-        d = abs(vals[0] - vals[1])
+        answer, atype = _number_answer(sum(vals), vals)
+    elif op == "diff":
         q = f"What is the difference in {label} between {items[0]} and {items[1]}?"
         sub = f"What is the absolute difference between {shown[0]} and {shown[1]}?"
-        atype = "int" if all(isinstance(v, int) for v in vals) else "float"
-        return {"op": op, "question": q, "sub_question": sub, "answer": format_number(round(d, 2)),
-                "answer_type": atype}
-    if op == "same":
-        if len(vals) != 2:
-            return None
+        answer, atype = _number_answer(abs(vals[0] - vals[1]), vals)
+    elif op == "same":
         q = f"Do {items[0]} and {items[1]} have the same {label}?"
         sub = f"Are {shown[0]} and {shown[1]} the same?"
-        return {"op": op, "question": q, "sub_question": sub, "answer": "yes" if vals[0] == vals[1] else "no",
-                "answer_type": "str"}
-    return None
+        answer, atype = ("yes" if vals[0] == vals[1] else "no"), "str"
+    else:
+        return None
+    return {"op": op, "question": q, "sub_question": sub, "answer": answer, "answer_type": atype}
+
+
+def _number_answer(value: Any, vals: list[Any]) -> tuple[str, str]:
+    """A numeric answer computed from ``vals`` and its type (``int`` when every value is one)."""
+    return format_number(round(value, 2)), "int" if all(isinstance(v, int) for v in vals) else "float"
 
 
 def _balance_same(world: World, etype: str, field: str, names: list[str], vals: list[Any],

@@ -170,29 +170,37 @@ def _check_format(response_format):
 '''
 
 
-def _lookup_code(name: str, entry: dict[str, Any], table: dict[str, Any], label: str, scale: int) -> str:
-    etype, field = entry["entity_type"], entry["attribute"]
-    p = param_name(entry)
+def _module_head(name: str, doc: str, table: dict[str, Any], p: str, scale: int, scale2_param: str,
+                 check: list[str]) -> list[str]:
+    """A generated tool module up to its checked ``response_format``: the docstring, the
+    embedded data, the shared helpers, the signature (``response_format`` from scale 1,
+    ``scale2_param`` from scale 2) and the ``check`` lines of the main argument ``p``."""
     sig = [p]
     if scale >= 1:
         sig.append('response_format="object"')
     if scale >= 2:
-        sig.append("strict_match=False")
-    lines = [
-        f'"""{name}: the {label} of {_article(etype)} {etype}, looked up in embedded mock data '
-        f'(synthesized by astra from a plan; standard library only)."""',
+        sig.append(scale2_param)
+    return [
+        doc,
         "",
         "MOCK_DATA = " + pprint.pformat(table, width=100),
         _COMMON,
         "",
         f"def {name}({', '.join(sig)}):",
+        *check,
+        '    response_format = "object"' if scale < 1 else "    _check_format(response_format)",
+    ]
+
+
+def _lookup_code(name: str, entry: dict[str, Any], table: dict[str, Any], label: str, scale: int) -> str:
+    etype, field = entry["entity_type"], entry["attribute"]
+    p = param_name(entry)
+    doc = (f'"""{name}: the {label} of {_article(etype)} {etype}, looked up in embedded mock data '
+           f'(synthesized by astra from a plan; standard library only)."""')
+    lines = _module_head(name, doc, table, p, scale, "strict_match=False", [
         f"    if not isinstance({p}, str) or not {p}.strip():",
         f'        raise ValueError("{p} must be a non-empty string: the name of the {etype}")',
-    ]
-    if scale < 1:
-        lines.append('    response_format = "object"')
-    else:
-        lines.append("    _check_format(response_format)")
+    ])
     if scale >= 2:
         lines += [
             "    if not isinstance(strict_match, bool):",
@@ -226,11 +234,6 @@ def _search_code(name: str, entry: dict[str, Any], table: dict[str, Any], label:
                  scale: int) -> str:
     etype, field = entry["entity_type"], entry["attribute"]
     p = param_name(entry)
-    sig = [p]
-    if scale >= 1:
-        sig.append('response_format="object"')
-    if scale >= 2:
-        sig.append("limit=10")
     if ktype in ("int", "float"):
         check = [
             f"    if isinstance({p}, bool) or not isinstance({p}, (int, float, str)):",
@@ -250,17 +253,9 @@ def _search_code(name: str, entry: dict[str, Any], table: dict[str, Any], label:
             "    def same(v):",
             "        return v is not None and _norm(v) == wanted",
         ]
-    lines = [
-        f'"""{name}: find {_plural(etype)} by {label} in embedded mock data (synthesized by astra from a plan; '
-        f'standard library only)."""',
-        "",
-        "MOCK_DATA = " + pprint.pformat(table, width=100),
-        _COMMON,
-        "",
-        f"def {name}({', '.join(sig)}):",
-        *check,
-    ]
-    lines.append('    response_format = "object"' if scale < 1 else "    _check_format(response_format)")
+    doc = (f'"""{name}: find {_plural(etype)} by {label} in embedded mock data (synthesized by astra from a plan; '
+           f'standard library only)."""')
+    lines = _module_head(name, doc, table, p, scale, "limit=10", check)
     if scale >= 2:
         lines += [
             "    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:",

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from astra.errors import ConfigError
 from astra.eval import model_spec
@@ -450,36 +450,43 @@ def _client(spec: str, base_url: str | None, api_key_env: str | None, settings: 
     return make_client(s)
 
 
+class Tau2RunOptions(TypedDict, total=False):
+    """The options :func:`run_tau2` passes on to :func:`arun_tau2` (defaults there)."""
+
+    domains: Sequence[str]
+    trials: int
+    limit: int | None
+    task_ids: Sequence[str] | None
+    split: str | None
+    max_steps: int
+    max_errors: int
+    seed: int
+    concurrency: int
+    agent_temperature: float
+    user_temperature: float
+    max_tokens: int
+    on_result: Callable[[TrialResult], None] | None
+
+
 def run_tau2(
     agent: str | LLMClient = "embedded",
     user_llm: str | LLMClient = "embedded",
     *,
-    domains: Sequence[str] = DEFAULT_DOMAINS,
     base_url: str | None = None,
     user_base_url: str | None = None,
     api_key_env: str | None = None,
     user_api_key_env: str | None = None,
     settings: LLMSettings | None = None,
-    trials: int = 1,
-    limit: int | None = None,
-    task_ids: Sequence[str] | None = None,
-    split: str | None = "base",
-    max_steps: int = DEFAULT_MAX_STEPS,
-    max_errors: int = DEFAULT_MAX_ERRORS,
-    seed: int = DEFAULT_SEED,
-    concurrency: int = 4,
-    agent_temperature: float = 0.0,
-    user_temperature: float = 0.0,
-    max_tokens: int = 1024,
     output: Path | str | None = None,
     command: str | None = None,
-    on_result: Callable[[TrialResult], None] | None = None,
+    **run: Unpack[Tau2RunOptions],
 ) -> Tau2Report:
     """Evaluate an agent model on τ²-bench domains with a configurable user simulator.
 
     ``agent`` / ``user_llm``: provider specs (``embedded``, ``embedded:PATH``,
     ``openai:MODEL``), checkpoint directories, or ready clients; ``base_url`` and
-    ``user_base_url`` point each at its own OpenAI-compatible endpoint."""
+    ``user_base_url`` point each at its own OpenAI-compatible endpoint. The other options
+    (``domains``, ``trials``, ``limit``, …) are :func:`arun_tau2`'s, with its defaults."""
     if isinstance(agent, LLMClient):
         agent_client, agent_label = agent, agent.provider_id
     else:
@@ -491,11 +498,7 @@ def run_tau2(
         user_client, user_label = agent_client, model_label(user_llm)  # one model serves both roles
     else:
         user_client, user_label = _client(user_llm, user_base_url, user_api_key_env, settings), model_label(user_llm)
-    report = asyncio.run(arun_tau2(
-        agent_client, user_client, domains=domains, trials=trials, limit=limit, task_ids=task_ids, split=split,
-        max_steps=max_steps, max_errors=max_errors, seed=seed, concurrency=concurrency,
-        agent_temperature=agent_temperature, user_temperature=user_temperature, max_tokens=max_tokens,
-        agent_label=agent_label, user_label=user_label, on_result=on_result))
+    report = asyncio.run(arun_tau2(agent_client, user_client, agent_label=agent_label, user_label=user_label, **run))
     report.command = command
     if output is not None:
         write_outputs(report, Path(output))

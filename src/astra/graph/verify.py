@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, field_validator
 
+from astra.choices import parse_choices
 from astra.graph.dataflow import (
     EDGE_THRESHOLD,
     STRONG_THRESHOLD,
@@ -59,11 +60,7 @@ CHECKS = ("args", "vote", "backtranslate")
 
 def parse_checks(spec: str | Sequence[str]) -> list[str]:
     """``"args,vote"`` -> ``["args", "vote"]`` (validated, in canonical order)."""
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
-    bad = [s for s in items if s not in CHECKS]
-    if bad:
-        raise ValueError(f"unknown check(s) {bad}; choose from {', '.join(CHECKS)}")
-    return [c for c in CHECKS if c in items]
+    return parse_choices(spec, CHECKS, "check")
 
 
 @dataclass

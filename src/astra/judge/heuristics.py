@@ -48,6 +48,20 @@ def _n_words(text: str) -> int:
     return len(_WORDS.findall(text or "")) + len(_CJK.findall(text or "")) // 2
 
 
+def _both(a: bool, b: bool) -> float:
+    """The score of two checks: 1 when both pass, 0.5 when one does, 0 when none."""
+    return 1.0 if a and b else 0.5 if (a or b) else 0.0
+
+
+def _mentioned(text: str, values: list, share: float, found: str, nothing: str) -> tuple[bool, str]:
+    """Whether ``text`` states at least ``share`` of ``values``, and why: ``found`` formatted
+    with ``hit`` and ``n``, or ``nothing`` when there are no values (which passes)."""
+    if not values:
+        return True, nothing
+    hit = sum(1 for v in values if mentions(text, v))
+    return hit / len(values) >= share, found.format(hit=hit, n=len(values))
+
+
 def _arg_values(calls: list[CallView]) -> list:
     vals = []
     for c in calls:
@@ -76,14 +90,9 @@ def query_understanding(view: TranscriptView) -> Score:
         return 0.0, f"first call(s) malformed: {', '.join(f'{c.name}:{c.status}' for c in bad)}"
     tool_ok, tool_why = _targets_ok(view, r1.calls)
     vals = [v for v in _arg_values(r1.calls) if informative(v)]
-    if vals:
-        found = sum(1 for v in vals if mentions(view.query, v))
-        grounded = found / len(vals) >= 0.5
-        g_why = f"{found}/{len(vals)} argument values appear in the query"
-    else:
-        grounded, g_why = True, "no informative argument values to check"
-    score = 1.0 if tool_ok and grounded else 0.5 if (tool_ok or grounded) else 0.0
-    return score, f"{tool_why}; {g_why}"
+    grounded, g_why = _mentioned(view.query, vals, 0.5, "{hit}/{n} argument values appear in the query",
+                                 "no informative argument values to check")
+    return _both(tool_ok, grounded), f"{tool_why}; {g_why}"
 
 
 def initial_plan(view: TranscriptView) -> Score:
@@ -94,7 +103,7 @@ def initial_plan(view: TranscriptView) -> Score:
     valid = bool(r1.calls) and not any(c.malformed for c in r1.calls)
     order_ok, order_why = _targets_ok(view, r1.calls) if r1.calls else (False, "no first call")
     act = valid and order_ok
-    score = 1.0 if has_plan and act else 0.5 if (has_plan or act) else 0.0
+    score = _both(has_plan, act)
     plan_why = "states a plan" if has_plan else "states no plan before calling"
     act_why = "first calls valid" if valid else "first calls missing or malformed"
     return score, f"{plan_why}; {act_why}; {order_why}"
@@ -163,7 +172,7 @@ def round_planning(view: TranscriptView, r: RoundView, redundant: set[str]) -> S
         return 0.5, f"round {r.index}: answers although {', '.join(missing)} never returned a valid result"
     has_text = _n_words(r.text) >= 3
     valid = not any(c.malformed or c.id in redundant for c in r.calls)
-    score = 1.0 if has_text and valid else 0.5 if (has_text or valid) else 0.0
+    score = _both(has_text, valid)
     return score, (f"round {r.index}: " + ("states its next step" if has_text else "no reasoning text")
                    + "; " + ("calls valid and non-redundant" if valid else "malformed or redundant calls"))
 
@@ -221,21 +230,17 @@ def final_relevance(view: TranscriptView) -> Score:
         vals = [v for c in ok_calls if c.round == last_round for v in scalars(c.value) if informative(v)]
         grounded = not vals or any(mentions(answer, v) for v in vals[:300])
         g_why = "states values of the last results" if grounded else "states none of the last results' values"
-    terms = _salient_terms(view.query)
-    if terms:
-        hit = 0
-        for t in terms:
-            try:
-                num = float(t)
-            except ValueError:
-                num = None
-            hit += mentions(answer, num if num is not None else t)
-        covered = hit / len(terms) >= 0.3
-        c_why = f"covers {hit}/{len(terms)} salient query terms"
-    else:
-        covered, c_why = True, "no salient query terms to check"
-    score = 1.0 if grounded and covered else 0.5 if (grounded or covered) else 0.0
-    return score, f"{g_why}; {c_why}"
+    terms = [_number_or_text(t) for t in _salient_terms(view.query)]
+    covered, c_why = _mentioned(answer, terms, 0.3, "covers {hit}/{n} salient query terms",
+                                "no salient query terms to check")
+    return _both(grounded, covered), f"{g_why}; {c_why}"
+
+
+def _number_or_text(term: str) -> float | str:
+    try:
+        return float(term)
+    except ValueError:
+        return term
 
 
 _CLAIM_ID = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{3,}\b")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +187,53 @@ def offered_names(tools: Iterable[Any] | None) -> list[str]:
     return names
 
 
+def _take_blocks(visible: str, pattern: re.Pattern[str], c: _Collector,
+                 read: Callable[[re.Match[str], _Collector], str | None]) -> str:
+    """``visible`` without the blocks ``pattern`` finds: ``read`` adds a block's calls to
+    ``c`` and returns None, or returns why it cannot (the error is recorded and the block
+    stays in the text)."""
+    kept: list[str] = []
+    pos = 0
+    for m in pattern.finditer(visible):
+        kept.append(visible[pos:m.start()])
+        pos = m.end()
+        problem = read(m, c)
+        if problem is not None:
+            c.error(problem)
+            kept.append(m.group(0))
+    kept.append(visible[pos:])
+    return "".join(kept)
+
+
+def _read_tool_call_block(m: re.Match[str], c: _Collector) -> str | None:
+    """A ``<tool_call>`` block: one call object or a list of them, possibly fenced."""
+    body = m.group(1).strip()
+    fenced = _FENCE.fullmatch(body)
+    if fenced:
+        body = fenced.group(1).strip()
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError as e:
+        return f"invalid JSON ({e.msg}): {body[:200]}"
+    got = _as_calls(obj, strict=False)
+    if got is None:
+        return f'expected {{"name": ..., "arguments": {{...}}}}, got {body[:200]}'
+    for name, args in got:
+        c.add(name, args, body)
+    return None
+
+
+def _read_function_block(m: re.Match[str], c: _Collector) -> str | None:
+    """A ``<function=NAME>`` block: the arguments object of a call of NAME."""
+    body = m.group(2).strip() or "{}"
+    try:
+        args, _ = json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError as e:
+        return f"invalid JSON ({e.msg}) in <function={m.group(1)}>: {body[:200]}"
+    c.add(m.group(1), args, body)
+    return None
+
+
 def parse_tool_calls(text: str, tool_names: Iterable[str] | None = None) -> ParsedReply:
     """Tool calls written as text in ``text`` (see the module doc for the formats).
 
@@ -201,30 +248,7 @@ def parse_tool_calls(text: str, tool_names: Iterable[str] | None = None) -> Pars
 
     # 1. <tool_call> blocks
     if "<tool_call>" in visible:
-        kept: list[str] = []
-        pos = 0
-        for m in _BLOCK.finditer(visible):
-            kept.append(visible[pos:m.start()])
-            pos = m.end()
-            body = m.group(1).strip()
-            fenced = _FENCE.fullmatch(body)
-            if fenced:
-                body = fenced.group(1).strip()
-            try:
-                obj, _ = json.JSONDecoder().raw_decode(body)
-            except json.JSONDecodeError as e:
-                c.error(f"invalid JSON ({e.msg}): {body[:200]}")
-                kept.append(m.group(0))
-                continue
-            got = _as_calls(obj, strict=False)
-            if got is None:
-                c.error(f'expected {{"name": ..., "arguments": {{...}}}}, got {body[:200]}')
-                kept.append(m.group(0))
-                continue
-            for name, args in got:
-                c.add(name, args, body)
-        kept.append(visible[pos:])
-        return _result(thinking + "".join(kept), c)
+        return _result(thinking + _take_blocks(visible, _BLOCK, c, _read_tool_call_block), c)
 
     # 2. <|python_tag|> (Llama 3.x) and [TOOL_CALLS] (Mistral)
     for marker in (_PYTHON_TAG, _MISTRAL_TAG):
@@ -236,20 +260,7 @@ def parse_tool_calls(text: str, tool_names: Iterable[str] | None = None) -> Pars
 
     # 3. <function=NAME>{...}</function>
     if "<function=" in visible:
-        kept, pos = [], 0
-        for m in _FUNCTION_TAG.finditer(visible):
-            kept.append(visible[pos:m.start()])
-            pos = m.end()
-            body = m.group(2).strip() or "{}"
-            try:
-                args, _ = json.JSONDecoder().raw_decode(body)
-            except json.JSONDecodeError as e:
-                c.error(f"invalid JSON ({e.msg}) in <function={m.group(1)}>: {body[:200]}")
-                kept.append(m.group(0))
-                continue
-            c.add(m.group(1), args, body)
-        kept.append(visible[pos:])
-        return _result(thinking + "".join(kept), c)
+        return _result(thinking + _take_blocks(visible, _FUNCTION_TAG, c, _read_function_block), c)
 
     # 4. bare JSON: the whole reply, fenced blocks, or call objects inside prose
     stripped = _strip_end_tokens(visible)

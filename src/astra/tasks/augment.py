@@ -40,6 +40,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra.choices import parse_choices
 from astra.errors import InputError
 from astra.io import read_records
 from astra.llm import LLMClient
@@ -54,11 +55,8 @@ AUGMENT_MODES = ("diversity", "complexity", "persona")
 
 
 def parse_modes(spec: str | Sequence[str]) -> list[str]:
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
-    bad = [s for s in items if s not in AUGMENT_MODES]
-    if bad:
-        raise ValueError(f"unknown augmentation mode(s) {bad}; choose from {', '.join(AUGMENT_MODES)}")
-    return [m for m in AUGMENT_MODES if m in items]
+    """``"persona,diversity"`` -> ``["diversity", "persona"]`` (validated, in canonical order)."""
+    return parse_choices(spec, AUGMENT_MODES, "augmentation mode")
 
 
 # ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -116,12 +117,45 @@ def build_mcp_server(server: ToolServer | str, *, page_size: int | None = None) 
     )
 
 
-async def serve_stdio_async(target: str | ToolServer, *, page_size: int | None = None) -> None:
+# -- transports and the command line, shared with astra.envs.mcp ------------------------
+
+
+async def run_stdio(server: Server[Any]) -> None:
+    """Run ``server`` over stdin/stdout until the client closes the connection."""
     from mcp.server.stdio import stdio_server
 
-    server = build_mcp_server(target, page_size=page_size)
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())
+
+
+async def run_asgi(app: Any, port: int, host: str) -> None:
+    """Serve the ASGI ``app`` (an MCP transport) on ``host:port`` until interrupted."""
+    import uvicorn
+
+    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+
+
+async def run_http(server: Server[Any], port: int, host: str) -> None:
+    """Run ``server`` over streamable HTTP at ``http://{host}:{port}/mcp`` until interrupted."""
+    await run_asgi(server.streamable_http_app(host=host), port, host)
+
+
+def run_main(serve: Callable[[], None]) -> int:
+    """The exit status of a ``python -m`` MCP server that ``serve`` runs: warnings are
+    logged to stderr, an astra error is printed as ``error: ...`` (1), Ctrl-C ends it (0)."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        serve()
+    except AstraError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+async def serve_stdio_async(target: str | ToolServer, *, page_size: int | None = None) -> None:
+    await run_stdio(build_mcp_server(target, page_size=page_size))
 
 
 def serve_stdio(target: str | ToolServer, *, page_size: int | None = None) -> None:
@@ -131,12 +165,7 @@ def serve_stdio(target: str | ToolServer, *, page_size: int | None = None) -> No
 
 async def serve_http_async(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
                            page_size: int | None = None) -> None:
-    import uvicorn
-
-    server = build_mcp_server(target, page_size=page_size)
-    app = server.streamable_http_app(host=host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-    await uvicorn.Server(config).serve()
+    await run_http(build_mcp_server(target, page_size=page_size), port, host)
 
 
 def serve_http(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
@@ -147,7 +176,6 @@ def serve_http(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
 
 async def serve_sse_async(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
                           page_size: int | None = None) -> None:
-    import uvicorn
     from mcp.server.sse import SseServerTransport
     from starlette.applications import Starlette
     from starlette.responses import Response
@@ -163,8 +191,7 @@ async def serve_sse_async(target: str | ToolServer, port: int, *, host: str = "1
 
     app = Starlette(routes=[Route("/sse", endpoint=handle_sse, methods=["GET"]),
                             Mount("/messages/", app=transport.handle_post_message)])
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-    await uvicorn.Server(config).serve()
+    await run_asgi(app, port, host)
 
 
 def serve_sse(target: str | ToolServer, port: int, *, host: str = "127.0.0.1",
@@ -183,20 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
     parser.add_argument("--page-size", type=int, default=None, help="tools/list page size (default: one page)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    try:
+
+    def serve() -> None:
         if args.sse is not None:
             serve_sse(args.target, args.sse, host=args.host, page_size=args.page_size)
         elif args.http is not None:
             serve_http(args.target, args.http, host=args.host, page_size=args.page_size)
         else:
             serve_stdio(args.target, page_size=args.page_size)
-    except AstraError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    return 0
+
+    return run_main(serve)
 
 
 if __name__ == "__main__":
