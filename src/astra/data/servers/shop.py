@@ -11,6 +11,7 @@ from its own copy of this data, with an empty cart.
 import copy
 from typing import Literal, TypedDict
 
+from astra.data.servers._checks import lookup
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -213,21 +214,13 @@ class ShopServer:
     # ------------------------------------------------------------------ helpers
 
     def _product(self, product_id: str) -> dict:
-        p = self._products.get(str(product_id).strip().upper())
-        if p is None:
-            raise ToolCallError(
-                f"Unknown product_id {product_id!r}. Product ids look like 'P-1001' "
-                f"(valid range P-1001..P-1020); use search_products to find one."
-            )
-        return p
+        return lookup(self._products, product_id,
+                      f"Unknown product_id {product_id!r}. Product ids look like 'P-1001' "
+                      f"(valid range P-1001..P-1020); use search_products to find one.")
 
     def _order(self, order_id: str) -> dict:
-        o = self._orders.get(str(order_id).strip().upper())
-        if o is None:
-            raise ToolCallError(
-                f"Unknown order_id {order_id!r}. Known orders: {', '.join(sorted(self._orders))}."
-            )
-        return o
+        return lookup(self._orders, order_id,
+                      f"Unknown order_id {order_id!r}. Known orders: {', '.join(sorted(self._orders))}.")
 
     @staticmethod
     def _quantity(quantity: int) -> int:
