@@ -12,7 +12,7 @@ import copy
 import datetime as _dt
 from typing import Literal, TypedDict
 
-from astra.data.servers._checks import lookup, one_of
+from astra.data.servers._tables import keyed, lookup, one_of
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -173,7 +173,7 @@ class BankServer:
     domain = "finance"
 
     def __init__(self) -> None:
-        self._accounts = {a["account_id"]: copy.deepcopy(a) for a in _ACCOUNTS}
+        self._accounts = keyed(_ACCOUNTS, "account_id")
         self._transactions = copy.deepcopy(_TRANSACTIONS)
         self._next_tx = 90017
         self._next_transfer = 501

@@ -11,7 +11,7 @@ import copy
 import posixpath
 from typing import Literal, TypedDict
 
-from astra.data.servers._checks import one_of
+from astra.data.servers._tables import one_of
 from astra.errors import ToolCallError
 
 NOW = "2026-03-02T09:00:00"

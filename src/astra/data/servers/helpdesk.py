@@ -10,7 +10,7 @@ from its own copy of this data.
 import copy
 from typing import Literal, TypedDict
 
-from astra.data.servers._checks import lookup
+from astra.data.servers._tables import keyed, lookup
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -167,9 +167,9 @@ class HelpdeskServer:
     domain = "customer-support"
 
     def __init__(self) -> None:
-        self._customers = {c["customer_id"]: copy.deepcopy(c) for c in _CUSTOMERS}
-        self._agents = {a["agent_id"]: copy.deepcopy(a) for a in _AGENTS}
-        self._tickets = {t["ticket_id"]: copy.deepcopy(t) for t in _TICKETS}
+        self._customers = keyed(_CUSTOMERS, "customer_id")
+        self._agents = keyed(_AGENTS, "agent_id")
+        self._tickets = keyed(_TICKETS, "ticket_id")
         self._next_ticket = 3008
         self._next_comment = 8
 

@@ -11,7 +11,7 @@ from its own copy of this data, with an empty cart.
 import copy
 from typing import Literal, TypedDict
 
-from astra.data.servers._checks import lookup
+from astra.data.servers._tables import keyed, lookup
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -205,8 +205,8 @@ class ShopServer:
     domain = "e-commerce"
 
     def __init__(self) -> None:
-        self._products: dict[str, dict] = {p["product_id"]: copy.deepcopy(p) for p in _PRODUCTS}
-        self._orders: dict[str, dict] = {o["order_id"]: copy.deepcopy(o) for o in _ORDERS}
+        self._products: dict[str, dict] = keyed(_PRODUCTS, "product_id")
+        self._orders: dict[str, dict] = keyed(_ORDERS, "order_id")
         self._cart: dict[str, int] = {}
         self._coupon: str | None = None
         self._next_order = 5003

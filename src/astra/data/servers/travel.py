@@ -12,7 +12,7 @@ import copy
 import datetime as _dt
 from typing import Literal, TypedDict
 
-from astra.data.servers._checks import lookup, one_of
+from astra.data.servers._tables import keyed, lookup, one_of
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -207,10 +207,10 @@ class TravelServer:
     domain = "travel"
 
     def __init__(self) -> None:
-        self._airports = {a["airport_code"]: copy.deepcopy(a) for a in _AIRPORTS}
-        self._flights = {f["flight_id"]: copy.deepcopy(f) for f in _FLIGHTS}
-        self._hotels = {h["hotel_id"]: copy.deepcopy(h) for h in _HOTELS}
-        self._bookings = {b["booking_id"]: copy.deepcopy(b) for b in _BOOKINGS}
+        self._airports = keyed(_AIRPORTS, "airport_code")
+        self._flights = keyed(_FLIGHTS, "flight_id")
+        self._hotels = keyed(_HOTELS, "hotel_id")
+        self._bookings = keyed(_BOOKINGS, "booking_id")
         self._next_booking = 7001
 
     # ------------------------------------------------------------------ helpers

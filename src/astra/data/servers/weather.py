@@ -13,7 +13,7 @@ import datetime as _dt
 import math
 from typing import Literal, TypedDict
 
-from astra.data.servers._checks import one_of
+from astra.data.servers._tables import one_of
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"

@@ -1,10 +1,17 @@
-"""Argument checks the sample servers share (private: no tools here)."""
+"""What the sample servers share (private: no tools here): a fresh copy of their tables,
+and the checks of ids and choices against them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterable, Sequence
 
 from astra.errors import ToolCallError
+
+
+def keyed(rows: Iterable[dict], key: str) -> dict[str, dict]:
+    """A deep copy of ``rows`` by their ``key`` field (each session mutates its own)."""
+    return {row[key]: copy.deepcopy(row) for row in rows}
 
 
 def lookup(table: dict[str, dict], key: object, unknown: str) -> dict:
