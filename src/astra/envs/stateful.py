@@ -236,15 +236,10 @@ class StatefulSession(SessionBase):
     def __init__(self, env: StatefulEnvironment, *, max_turns: int = 8, reward: str = "f1",
                  distractors: list[EnvTool] | None = None, pool: SandboxPool | None = None, seed: int = 0,
                  system_prompt: str | None = None) -> None:
-        self._check_arguments(reward, max_turns)
+        self._keep_settings(env, max_turns=max_turns, reward=reward, seed=seed, system_prompt=system_prompt,
+                            pool=pool)
         if env.mode not in ("write", "read"):
             raise ValueError(f"environment {env.id!r} has no stateful verifier (mode {env.mode!r})")
-        self.env = env
-        self.max_turns = max_turns
-        self.reward_kind = reward
-        self.seed = seed
-        self.system_prompt = system_prompt
-        self._pool = pool
         self.backend = backend_for(env.backend)
         if self.backend.initial.digest != env.initial_digest:
             raise StateDrift(f"environment {env.id!r}: {env.backend.target} now starts from another state "
@@ -252,11 +247,8 @@ class StatefulSession(SessionBase):
                              f"{env.initial_digest}); make the environment again")
         self.executor = self.backend.executor()
         self.instance = self.executor.instance
-        self.tools_in_scope: dict[str, EnvTool] = {t.tool.name: t for t in env.tools}
-        self.distractors: dict[str, EnvTool] = {}
-        for t in distractors or []:
-            if t.tool.name not in self.tools_in_scope and t.tool.name not in self.distractors and t.code:
-                self.distractors[t.tool.name] = t
+        self.tools_in_scope = {t.tool.name: t for t in env.tools}
+        self._keep_distractors(distractors, need_code=True)
         self.required = env.required()
         self.answer = str(env.verifier.get("answer", ""))
         self.answer_type = env.verifier.get("answer_type")
