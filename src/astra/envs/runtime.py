@@ -63,6 +63,7 @@ from astra.tools.sync import run_sync
 from astra.types import Environment, EnvTool, QAInstance
 
 if TYPE_CHECKING:
+    from astra.envs.match import AnswerVerdict
     from astra.sandbox import SandboxPool
 
 
@@ -309,8 +310,30 @@ class SessionBase:
     async def _one(self, call_id: str, name: str, raw: Any, problem: str | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
-    def finish(self, final_answer: Any) -> None:
+    def _check_answer(self, final_answer: str | None) -> AnswerVerdict:
         raise NotImplementedError
+
+    def _credit_answer(self, verdict: AnswerVerdict) -> None:
+        """Credit what an accepted final answer stands for (nothing by default)."""
+
+    def finish(self, final_answer: Any) -> None:
+        """The agent stopped calling tools: check ``final_answer`` (:meth:`_check_answer`; an
+        answer that defeats the checker fails) and credit it (:meth:`_credit_answer`). Only the
+        first call of an episode counts; it is accepted after ``max_turns`` too."""
+        from astra.envs.match import AnswerVerdict
+
+        if not self.finished:
+            self.finished = True
+            if final_answer is not None and not isinstance(final_answer, str):
+                final_answer = str(final_answer)
+            self.final_answer = final_answer
+            try:
+                verdict = self._check_answer(final_answer)
+            except (RecursionError, MemoryError) as e:  # defensive: an answer that defeats the checker fails
+                verdict = AnswerVerdict(False, "missing", f"could not be read ({type(e).__name__})")
+            self.answer_verdict = verdict
+            self._credit_answer(verdict)
+        self.done = True
 
     async def _run_calls(self, tool_calls: Any) -> list[dict[str, Any]]:
         """Execute and count calls (no turn accounting, no done check)."""
@@ -487,28 +510,20 @@ class EnvSession(SessionBase):
                 rec["solved"].append(sid)
         return rec
 
-    def finish(self, final_answer: Any) -> None:
-        """The agent stopped calling tools: check ``final_answer`` against the instance's
-        answer and credit the non-tool steps (see the module docstring). Only the first call
-        of an episode counts; it is accepted after ``max_turns`` too."""
-        from astra.envs.match import AnswerVerdict, check_final_answer
+    def _check_answer(self, final_answer: str | None) -> AnswerVerdict:
+        """``final_answer`` against the instance's answer."""
+        from astra.envs.match import check_final_answer
 
-        if not self.finished:
-            self.finished = True
-            if final_answer is not None and not isinstance(final_answer, str):
-                final_answer = str(final_answer)
-            self.final_answer = final_answer
-            try:
-                verdict = check_final_answer(self.env.instance.answer, final_answer, self.answer_type,
-                                             values=self._values | frozenset(self._seen_values))
-            except (RecursionError, MemoryError) as e:  # defensive: an answer that defeats the checker fails
-                verdict = AnswerVerdict(False, "missing", f"could not be read ({type(e).__name__})")
-            self.answer_verdict = verdict
-            if verdict.ok:
-                for sid, needs in self._inputs.items():
-                    if sid not in self._solved and all(d in self._solved for d in needs):
-                        self._solved[sid] = "final_answer"
-        self.done = True
+        return check_final_answer(self.env.instance.answer, final_answer, self.answer_type,
+                                  values=self._values | frozenset(self._seen_values))
+
+    def _credit_answer(self, verdict: AnswerVerdict) -> None:
+        """An accepted answer solves the non-tool steps whose inputs are solved (see the
+        module docstring)."""
+        if verdict.ok:
+            for sid, needs in self._inputs.items():
+                if sid not in self._solved and all(d in self._solved for d in needs):
+                    self._solved[sid] = "final_answer"
 
     # -- reward --------------------------------------------------------------------
     @property

@@ -54,6 +54,7 @@ from astra.errors import AstraError
 from astra.types import CallInfo, Environment, EnvTool
 
 if TYPE_CHECKING:
+    from astra.envs.match import AnswerVerdict
     from astra.sandbox import SandboxPool
 
 KIND = "stateful"
@@ -366,21 +367,11 @@ class StatefulSession(SessionBase):
             self._gold_values = value_runs(self.env.verifier.get("gold_outputs") or []) | self.backend.values
         return self._gold_values | value_runs(self._outputs)
 
-    def finish(self, final_answer: Any) -> None:
-        """The agent stopped: check ``final_answer`` against the verifier's fact (first call counts)."""
-        from astra.envs.match import AnswerVerdict, check_final_answer
+    def _check_answer(self, final_answer: str | None) -> AnswerVerdict:
+        """``final_answer`` against the verifier's fact."""
+        from astra.envs.match import check_final_answer
 
-        if not self.finished:
-            self.finished = True
-            if final_answer is not None and not isinstance(final_answer, str):
-                final_answer = str(final_answer)
-            self.final_answer = final_answer
-            try:
-                verdict = check_final_answer(self.answer, final_answer, self.answer_type, values=self._known_values())
-            except (RecursionError, MemoryError) as e:
-                verdict = AnswerVerdict(False, "missing", f"could not be read ({type(e).__name__})")
-            self.answer_verdict = verdict
-        self.done = True
+        return check_final_answer(self.answer, final_answer, self.answer_type, values=self._known_values())
 
     # -- reward --------------------------------------------------------------------
     @property
