@@ -49,10 +49,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -60,12 +59,12 @@ from astra.envs.arguments import SchemaUnusable, argument_problem, parse_argumen
 from astra.envs.reward import REWARD_KINDS, episode_reward, reward_parts, trajectory_reward
 from astra.errors import AstraError
 from astra.llm.types import ToolCall
+from astra.tools.sync import run_sync
 from astra.types import Environment, EnvTool, QAInstance
 
 if TYPE_CHECKING:
+    from astra.envs.match import AnswerVerdict
     from astra.sandbox import SandboxPool
-
-T = TypeVar("T")
 
 
 class EpisodeOver(AstraError):
@@ -97,29 +96,6 @@ def default_system_prompt() -> str:
     from astra.prompts import render
 
     return render("env_agent_system")
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, also when the calling thread already
-    runs an event loop (then in a helper thread with its own loop)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as e:  # re-raised in the caller
-            box["error"] = e
-
-    t = threading.Thread(target=target, name="astra-envs-sync")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _normalize_call(tc: Any, default_id: str) -> tuple[str, str, Any, str | None]:
@@ -269,6 +245,8 @@ class SessionBase:
     env: Any
     seed: int
     max_turns: int
+    reward_kind: str
+    system_prompt: str | None
     turns: int
     calls: int
     done: bool
@@ -278,12 +256,28 @@ class SessionBase:
     tools_in_scope: dict[str, EnvTool]
     distractors: dict[str, EnvTool]
 
-    @staticmethod
-    def _check_arguments(reward: str, max_turns: int) -> None:
+    def _keep_settings(self, env: Any, *, max_turns: int, reward: str, seed: int, system_prompt: str | None,
+                       pool: SandboxPool | None) -> None:
+        """Check and keep the settings every session takes."""
         if reward not in REWARD_KINDS:
             raise ValueError(f"unknown reward kind {reward!r} (use {', '.join(REWARD_KINDS)})")
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        self.env = env
+        self.max_turns = max_turns
+        self.reward_kind = reward
+        self.seed = seed
+        self.system_prompt = system_prompt
+        self._pool = pool
+
+    def _keep_distractors(self, distractors: list[EnvTool] | None, *, need_code: bool = False) -> None:
+        """The distractor tools by name: the first of each name, none named like a tool in scope
+        (with ``need_code``, only those with code to run)."""
+        self.distractors = {}
+        for t in distractors or []:
+            if (t.tool.name not in self.tools_in_scope and t.tool.name not in self.distractors
+                    and (t.code or not need_code)):
+                self.distractors[t.tool.name] = t
 
     @property
     def pool(self) -> SandboxPool:
@@ -316,8 +310,30 @@ class SessionBase:
     async def _one(self, call_id: str, name: str, raw: Any, problem: str | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
-    def finish(self, final_answer: Any) -> None:
+    def _check_answer(self, final_answer: str | None) -> AnswerVerdict:
         raise NotImplementedError
+
+    def _credit_answer(self, verdict: AnswerVerdict) -> None:
+        """Credit what an accepted final answer stands for (nothing by default)."""
+
+    def finish(self, final_answer: Any) -> None:
+        """The agent stopped calling tools: check ``final_answer`` (:meth:`_check_answer`; an
+        answer that defeats the checker fails) and credit it (:meth:`_credit_answer`). Only the
+        first call of an episode counts; it is accepted after ``max_turns`` too."""
+        from astra.envs.match import AnswerVerdict
+
+        if not self.finished:
+            self.finished = True
+            if final_answer is not None and not isinstance(final_answer, str):
+                final_answer = str(final_answer)
+            self.final_answer = final_answer
+            try:
+                verdict = self._check_answer(final_answer)
+            except (RecursionError, MemoryError) as e:  # defensive: an answer that defeats the checker fails
+                verdict = AnswerVerdict(False, "missing", f"could not be read ({type(e).__name__})")
+            self.answer_verdict = verdict
+            self._credit_answer(verdict)
+        self.done = True
 
     async def _run_calls(self, tool_calls: Any) -> list[dict[str, Any]]:
         """Execute and count calls (no turn accounting, no done check)."""
@@ -382,24 +398,16 @@ class EnvSession(SessionBase):
     def __init__(self, env: Environment, *, max_turns: int = 8, reward: str = "f1",
                  distractors: list[EnvTool] | None = None, pool: SandboxPool | None = None, seed: int = 0,
                  system_prompt: str | None = None) -> None:
-        self._check_arguments(reward, max_turns)
+        self._keep_settings(env, max_turns=max_turns, reward=reward, seed=seed, system_prompt=system_prompt,
+                            pool=pool)
         if not env.instance.sub_tasks:
             raise ValueError(f"environment {env.id!r} has no sub-tasks")
-        self.env = env
-        self.max_turns = max_turns
-        self.reward_kind = reward
-        self.seed = seed
-        self.system_prompt = system_prompt
-        self._pool = pool
-        self.tools_in_scope: dict[str, EnvTool] = {}
+        self.tools_in_scope = {}
         for t in env.tools:
             if t.tool.name in self.tools_in_scope:
                 raise ValueError(f"environment {env.id!r} has two tools named {t.tool.name!r}")
             self.tools_in_scope[t.tool.name] = t
-        self.distractors: dict[str, EnvTool] = {}
-        for t in distractors or []:
-            if t.tool.name not in self.tools_in_scope and t.tool.name not in self.distractors:
-                self.distractors[t.tool.name] = t
+        self._keep_distractors(distractors)
         from astra.envs.verify import answer_type_of
 
         inst = env.instance
@@ -502,28 +510,20 @@ class EnvSession(SessionBase):
                 rec["solved"].append(sid)
         return rec
 
-    def finish(self, final_answer: Any) -> None:
-        """The agent stopped calling tools: check ``final_answer`` against the instance's
-        answer and credit the non-tool steps (see the module docstring). Only the first call
-        of an episode counts; it is accepted after ``max_turns`` too."""
-        from astra.envs.match import AnswerVerdict, check_final_answer
+    def _check_answer(self, final_answer: str | None) -> AnswerVerdict:
+        """``final_answer`` against the instance's answer."""
+        from astra.envs.match import check_final_answer
 
-        if not self.finished:
-            self.finished = True
-            if final_answer is not None and not isinstance(final_answer, str):
-                final_answer = str(final_answer)
-            self.final_answer = final_answer
-            try:
-                verdict = check_final_answer(self.env.instance.answer, final_answer, self.answer_type,
-                                             values=self._values | frozenset(self._seen_values))
-            except (RecursionError, MemoryError) as e:  # defensive: an answer that defeats the checker fails
-                verdict = AnswerVerdict(False, "missing", f"could not be read ({type(e).__name__})")
-            self.answer_verdict = verdict
-            if verdict.ok:
-                for sid, needs in self._inputs.items():
-                    if sid not in self._solved and all(d in self._solved for d in needs):
-                        self._solved[sid] = "final_answer"
-        self.done = True
+        return check_final_answer(self.env.instance.answer, final_answer, self.answer_type,
+                                  values=self._values | frozenset(self._seen_values))
+
+    def _credit_answer(self, verdict: AnswerVerdict) -> None:
+        """An accepted answer solves the non-tool steps whose inputs are solved (see the
+        module docstring)."""
+        if verdict.ok:
+            for sid, needs in self._inputs.items():
+                if sid not in self._solved and all(d in self._solved for d in needs):
+                    self._solved[sid] = "final_answer"
 
     # -- reward --------------------------------------------------------------------
     @property

@@ -54,6 +54,7 @@ from astra.errors import AstraError
 from astra.types import CallInfo, Environment, EnvTool
 
 if TYPE_CHECKING:
+    from astra.envs.match import AnswerVerdict
     from astra.sandbox import SandboxPool
 
 KIND = "stateful"
@@ -236,15 +237,10 @@ class StatefulSession(SessionBase):
     def __init__(self, env: StatefulEnvironment, *, max_turns: int = 8, reward: str = "f1",
                  distractors: list[EnvTool] | None = None, pool: SandboxPool | None = None, seed: int = 0,
                  system_prompt: str | None = None) -> None:
-        self._check_arguments(reward, max_turns)
+        self._keep_settings(env, max_turns=max_turns, reward=reward, seed=seed, system_prompt=system_prompt,
+                            pool=pool)
         if env.mode not in ("write", "read"):
             raise ValueError(f"environment {env.id!r} has no stateful verifier (mode {env.mode!r})")
-        self.env = env
-        self.max_turns = max_turns
-        self.reward_kind = reward
-        self.seed = seed
-        self.system_prompt = system_prompt
-        self._pool = pool
         self.backend = backend_for(env.backend)
         if self.backend.initial.digest != env.initial_digest:
             raise StateDrift(f"environment {env.id!r}: {env.backend.target} now starts from another state "
@@ -252,11 +248,8 @@ class StatefulSession(SessionBase):
                              f"{env.initial_digest}); make the environment again")
         self.executor = self.backend.executor()
         self.instance = self.executor.instance
-        self.tools_in_scope: dict[str, EnvTool] = {t.tool.name: t for t in env.tools}
-        self.distractors: dict[str, EnvTool] = {}
-        for t in distractors or []:
-            if t.tool.name not in self.tools_in_scope and t.tool.name not in self.distractors and t.code:
-                self.distractors[t.tool.name] = t
+        self.tools_in_scope = {t.tool.name: t for t in env.tools}
+        self._keep_distractors(distractors, need_code=True)
         self.required = env.required()
         self.answer = str(env.verifier.get("answer", ""))
         self.answer_type = env.verifier.get("answer_type")
@@ -374,21 +367,11 @@ class StatefulSession(SessionBase):
             self._gold_values = value_runs(self.env.verifier.get("gold_outputs") or []) | self.backend.values
         return self._gold_values | value_runs(self._outputs)
 
-    def finish(self, final_answer: Any) -> None:
-        """The agent stopped: check ``final_answer`` against the verifier's fact (first call counts)."""
-        from astra.envs.match import AnswerVerdict, check_final_answer
+    def _check_answer(self, final_answer: str | None) -> AnswerVerdict:
+        """``final_answer`` against the verifier's fact."""
+        from astra.envs.match import check_final_answer
 
-        if not self.finished:
-            self.finished = True
-            if final_answer is not None and not isinstance(final_answer, str):
-                final_answer = str(final_answer)
-            self.final_answer = final_answer
-            try:
-                verdict = check_final_answer(self.answer, final_answer, self.answer_type, values=self._known_values())
-            except (RecursionError, MemoryError) as e:
-                verdict = AnswerVerdict(False, "missing", f"could not be read ({type(e).__name__})")
-            self.answer_verdict = verdict
-        self.done = True
+        return check_final_answer(self.answer, final_answer, self.answer_type, values=self._known_values())
 
     # -- reward --------------------------------------------------------------------
     @property

@@ -59,7 +59,7 @@ from astra.errors import ConfigError
 from astra.io import write_json
 from astra.llm import LLMClient, LLMSettings
 from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manifest, read_outputs, run_stage
-from astra.pipeline.llm_stage import LLMStage, settings_config
+from astra.pipeline.llm_stage import LLMStage, settings_config, tiny_default
 from astra.types import QAInstance
 
 log = logging.getLogger("astra.envsynth")
@@ -121,16 +121,14 @@ class DecomposeStage(_QAStage):
     def __init__(self, *, llm: LLMSettings | None = None, scenarios: Collection[str] | None = None,
                  temperature: float = 0.7, max_repairs: int = 2, max_tokens: int = 1500,
                  client: LLMClient | None = None) -> None:
-        self.llm = llm
         self.scenarios = parse_scenarios(list(scenarios) if scenarios else None)
         self.temperature = temperature
         self.max_repairs = max_repairs
         self.max_tokens = max_tokens
-        self._injected = client
-        self._client: LLMClient | None = None
+        self.keep_llm(llm, client)
 
     def setup(self) -> None:
-        self._client = self.build_client(self.llm, self._injected)
+        self.connect()
 
     def config(self) -> dict[str, Any]:
         return {"llm": settings_config(self.llm), "scenarios": self.scenarios, "temperature": self.temperature,
@@ -156,8 +154,7 @@ class DecomposeStage(_QAStage):
 def default_validator(llm: LLMSettings | None) -> Validator:
     """``offline`` when the LLM is the tiny embedded default (``embedded`` without a path),
     else ``llm``: a 135M model's judgement is noise, the rules are not."""
-    spec = (llm or LLMSettings.from_env()).spec
-    return "offline" if spec.strip() in ("", "embedded") else "llm"
+    return "offline" if tiny_default(llm) else "llm"
 
 
 class ScoreStage(_QAStage):
@@ -172,14 +169,12 @@ class ScoreStage(_QAStage):
         if validator not in ("offline", "llm"):
             raise ConfigError(f"unknown validator {validator!r} (use 'offline' or 'llm')")
         self.validator = validator
-        self.llm = llm
         self.max_repairs = max_repairs
-        self._injected = client
-        self._client: LLMClient | None = None
+        self.keep_llm(llm, client)
 
     def setup(self) -> None:
         if self.validator == "llm":
-            self._client = self.build_client(self.llm, self._injected)
+            self.connect()
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"validator": self.validator}

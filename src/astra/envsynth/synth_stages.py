@@ -33,14 +33,8 @@ from astra.envsynth.synth import has_plan, synthesize_environment
 from astra.errors import ConfigError
 from astra.llm import LLMClient, LLMSettings
 from astra.pipeline import StageResult
-from astra.pipeline.llm_stage import LLMStage, settings_config
+from astra.pipeline.llm_stage import LLMStage, settings_config, tiny_default
 from astra.types import QAInstance
-
-
-def tiny_default(llm: LLMSettings | None) -> bool:
-    """Whether the LLM is the tiny embedded default (``embedded`` without a path)."""
-    spec = (llm or LLMSettings.from_env()).spec
-    return spec.strip() in ("", "embedded")
 
 
 def choose_synthesizer(inst: QAInstance, requested: str | None, llm: LLMSettings | None) -> str:
@@ -57,7 +51,7 @@ class SynthesizeStage(LLMStage):
     name = "envs.synthesize"
     input_model = QAInstance
     output_model = EnvIndexEntry
-    _NOT_PICKLED = ("_client", "_pool", "_injected_client", "_injected_pool")  # built in setup(), or injected
+    _NOT_PICKLED = ("_client", "_pool", "_injected", "_injected_pool")  # built in setup(), or injected
 
     def __init__(self, out_dir: str | os.PathLike[str], *, synthesizer: Literal["offline", "llm"] | None = None,
                  llm: LLMSettings | None = None, max_attempts: int = 3,
@@ -74,16 +68,14 @@ class SynthesizeStage(LLMStage):
             raise ConfigError(f"--scale must be 0, 1 or 2, got {scale}")
         self.out_dir = str(out_dir)
         self.synthesizer = synthesizer
-        self.llm = llm
+        self.keep_llm(llm, client)
         self.max_attempts = max_attempts
         self.on_merge_fail = on_merge_fail
         self.scale = scale
         self.seed = seed
         self.pool_size = pool_size
         self.exploit_check = exploit_check
-        self._injected_client = client
         self._injected_pool = pool
-        self._client: LLMClient | None = None
         self._pool: Any = None
 
     def setup(self) -> None:
@@ -95,10 +87,9 @@ class SynthesizeStage(LLMStage):
             self._pool = SandboxPool(size=self.pool_size)
         else:
             self._pool = default_pool()
-        if self._injected_client is not None:
-            self._client = self._injected_client
-        elif self.synthesizer == "llm" or (self.synthesizer is None and not tiny_default(self.llm)):
-            self._client = self.build_client(self.llm)
+        if self._injected is not None or self.synthesizer == "llm" or (
+                self.synthesizer is None and not tiny_default(self.llm)):
+            self.connect()
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
 
     def config(self) -> dict[str, Any]:
@@ -108,9 +99,7 @@ class SynthesizeStage(LLMStage):
                 "seed": self.seed, "exploit_check": self.exploit_check}
 
     def _client_for_llm(self) -> LLMClient:
-        if self._client is None:
-            self._client = self.build_client(self.llm)
-        return self._client
+        return self._client if self._client is not None else self.connect()
 
     async def process(self, record: QAInstance) -> StageResult:
         if self._pool is None:

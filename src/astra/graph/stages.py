@@ -34,15 +34,12 @@ from astra.io import read_records, write_json
 from astra.llm import LLMClient, LLMSettings
 from astra.pipeline import Stage, StagePaths, StageResult
 from astra.pipeline.llm_stage import LLMStage, settings_config
+from astra.pipeline.stage import parse_selection
 from astra.types import Chain, ToolServer
 
 
 def parse_sources(spec: str | Sequence[str]) -> list[str]:
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
-    bad = [s for s in items if s not in SOURCES]
-    if bad or not items:
-        raise ConfigError(f"unknown graph source(s) {bad or spec!r}; use a comma list of {', '.join(SOURCES)}")
-    return [s for s in SOURCES if s in items]
+    return parse_selection(spec, SOURCES, "graph source")
 
 
 # ---------------------------------------------------------------------------------
@@ -68,20 +65,18 @@ class BuildGraphStage(LLMStage):
         self.matcher = matcher
         if proposals < 1 and LLM in self.sources:
             raise ConfigError(f"--proposals must be >= 1, got {proposals}")
-        self.llm = llm
         self.proposals = proposals
         self.chains_per_proposal = chains_per_proposal
         self.max_len = max_len
         self.temperature = temperature
         self.dataflow_weight = dataflow_weight
         self.threshold = threshold
-        self._injected = client
-        self._client: LLMClient | None = None
+        self.keep_llm(llm, client)
 
     def setup(self) -> None:
         set_matcher(self.matcher)
         if LLM in self.sources:
-            self._client = self.build_client(self.llm, self._injected)
+            self.connect()
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"sources": self.sources, "dataflow_weight": self.dataflow_weight,
@@ -207,12 +202,10 @@ class VerifyChainsStage(LLMStage):
             self.tools_path = str(tools)
             self._given = None
         self.votes = votes
-        self.llm = llm
+        self.keep_llm(llm, client)
         self.bt_llm = bt_llm
         self.vote_temperature = vote_temperature
-        self._injected = client
         self._injected_bt = bt_client
-        self._client: LLMClient | None = None
         self._bt_client: LLMClient | None = None
         self._servers: dict[str, ToolServer] | None = None
 
@@ -224,7 +217,7 @@ class VerifyChainsStage(LLMStage):
         self._servers = ({s.name: s for s in self._given} if self._given is not None
                          else load_servers(self.tools_path or ""))
         if self.uses_llm:
-            self._client = self.build_client(self.llm, self._injected)
+            self.connect()
             if self._injected_bt is not None or self.bt_llm is not None:
                 self._bt_client = self.build_client(self.bt_llm, self._injected_bt)
             else:

@@ -20,11 +20,34 @@ def settings_config(settings: LLMSettings | None) -> dict[str, Any] | None:
     return None if settings is None else {"spec": settings.spec, "base_url": settings.base_url}
 
 
+def tiny_default(llm: LLMSettings | None) -> bool:
+    """Whether ``llm`` (default: the environment's) is the tiny embedded default model
+    (``embedded`` without a path), whose judgement stages do not rely on."""
+    spec = (llm or LLMSettings.from_env()).spec
+    return spec.strip() in ("", "embedded")
+
+
 class LLMStage(Stage[In, Out]):
     """A stage with LLM clients built in ``setup`` (see the module docstring)."""
 
     #: attributes never pickled (built in ``setup``, or injected objects); None after unpickling
     _NOT_PICKLED: ClassVar[tuple[str, ...]] = ("_client",)
+
+    llm: LLMSettings | None
+    _injected: LLMClient | None
+    _client: LLMClient | None
+
+    def keep_llm(self, llm: LLMSettings | None, client: LLMClient | None) -> None:
+        """Keep the LLM settings and an injected client; :meth:`connect` (in ``setup``) makes
+        the client."""
+        self.llm = llm
+        self._injected = client
+        self._client = None
+
+    def connect(self) -> LLMClient:
+        """``self._client``: the injected client, else one for ``self.llm``."""
+        self._client = self.build_client(self.llm, self._injected)
+        return self._client
 
     @staticmethod
     def build_client(settings: LLMSettings | None, injected: LLMClient | None = None) -> LLMClient:

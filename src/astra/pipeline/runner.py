@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -59,10 +60,10 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 try:
     import fcntl
@@ -83,6 +84,9 @@ from astra.pipeline.progress import Progress
 from astra.pipeline.stage import Stage
 
 log = logging.getLogger("astra.pipeline")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Endpoint failures in a row after which a run stops (``ASTRA_MAX_ENDPOINT_FAILURES``
 #: overrides it for the CLI; 0 turns the breaker off).
@@ -117,7 +121,7 @@ def _iter_inputs(stage: Stage, inputs: Any) -> tuple[Iterable[Any], str | None, 
 
 
 
-def run_stage(
+async def arun_stage(
     stage: Stage,
     inputs: Iterable[Any] | str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -139,41 +143,8 @@ def run_stage(
     Resumes from the ledger next to ``output``: decided inputs are skipped, failed ones
     processed again (unless ``skip_failed``). Stops with :class:`~astra.errors.EndpointDown`
     after ``max_endpoint_failures`` endpoint failures in a row (``None`` or 0: never).
-    Returns the final :class:`Manifest`. From inside a running event loop use
-    :func:`arun_stage`.
+    Returns the final :class:`Manifest`. :func:`run_stage` is the same from sync code.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise ConfigError("run_stage() was called inside a running event loop; await arun_stage() instead")
-    return asyncio.run(arun_stage(
-        stage, inputs, output, concurrency=concurrency, limit=limit, executor=executor,
-        progress=progress, ray_address=ray_address, skip_failed=skip_failed,
-        max_endpoint_failures=max_endpoint_failures, manifest_interval=manifest_interval, fsync=fsync,
-        ray_workers=ray_workers, ray_actor_options=ray_actor_options,
-    ))
-
-
-async def arun_stage(
-    stage: Stage,
-    inputs: Iterable[Any] | str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    concurrency: int = 4,
-    limit: int | None = None,
-    executor: Executor = "local",
-    progress: bool = True,
-    ray_address: str | None = None,
-    skip_failed: bool = False,
-    max_endpoint_failures: int | None = DEFAULT_MAX_ENDPOINT_FAILURES,
-    manifest_interval: float = 5.0,
-    fsync: bool = False,
-    ray_workers: int | None = None,
-    ray_actor_options: dict[str, Any] | None = None,
-) -> Manifest:
-    """The async form of :func:`run_stage`."""
     if not getattr(stage, "name", ""):
         raise ConfigError(f"{type(stage).__name__} has no stage name")
     if concurrency < 1:
@@ -197,6 +168,29 @@ async def arun_stage(
         ex = make_executor(executor, stage, concurrency, ray_address=ray_address, ray_workers=ray_workers,
                            ray_actor_options=ray_actor_options)
         return await run.execute(ex)
+
+
+def _blocking(afn: Callable[P, Coroutine[Any, Any, R]], name: str) -> Callable[P, R]:
+    """``afn`` run to completion from sync code, as a function called ``name``; refused
+    inside a running event loop (await ``afn`` there)."""
+
+    @functools.wraps(afn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigError(f"{name}() was called inside a running event loop; await {afn.__name__}() instead")
+        return asyncio.run(afn(*args, **kwargs))
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = (f"The sync form of :func:`{afn.__name__}` (same arguments); from inside a running "
+                   f"event loop await :func:`{afn.__name__}`.")
+    return run
+
+
+run_stage = _blocking(arun_stage, "run_stage")
 
 
 @contextlib.contextmanager

@@ -8,10 +8,12 @@ in :meth:`Stage.setup`, which the runner calls once per process before processin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from astra.errors import ConfigError
 from astra.types import Record, Rejection
 
 In = TypeVar("In", bound=Record)
@@ -63,3 +65,13 @@ class Stage(ABC, Generic[In, Out]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def parse_selection(spec: str | Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
+    """The items of ``spec`` (a comma list, or a sequence) among ``allowed``, in the order of
+    ``allowed``; a :class:`~astra.errors.ConfigError` naming ``what`` for an unknown one or none."""
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad or not items:
+        raise ConfigError(f"unknown {what}(s) {bad or spec!r}; use a comma list of {', '.join(allowed)}")
+    return [s for s in allowed if s in items]

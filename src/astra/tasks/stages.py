@@ -41,6 +41,7 @@ from astra.llm.errors import LLMError
 from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manifest, read_outputs, run_stage
 from astra.pipeline.failures import is_endpoint_failure
 from astra.pipeline.llm_stage import LLMStage, settings_config
+from astra.pipeline.stage import parse_selection
 from astra.tasks.augment import LLMAugmenter, OfflineAugmenter, augment_task, load_personas, parse_modes
 from astra.tasks.dedup import DEFAULT_DEDUP_THRESHOLD, select_tasks
 from astra.tasks.gates import task_gates
@@ -52,11 +53,7 @@ GENERATION_MODES = ("chain", "server")
 
 
 def parse_generation_modes(spec: str | Sequence[str]) -> list[str]:
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
-    bad = [s for s in items if s not in GENERATION_MODES]
-    if bad or not items:
-        raise ConfigError(f"unknown generation mode(s) {bad or spec!r}; use a comma list of chain, server")
-    return [m for m in GENERATION_MODES if m in items]
+    return parse_selection(spec, GENERATION_MODES, "generation mode")
 
 
 # ---------------------------------------------------------------------------------
@@ -166,23 +163,20 @@ class GenerateStage(LLMStage):
             raise ConfigError(f"--max-k must be in 1..5, got {max_k}")
         self.servers = {s.name: s for s in servers}
         self.generator = _backend(generator)
-        self.llm = llm
         self.per_chain = per_chain
         self.per_server = per_server
         self.max_k = max_k
         self.seed = seed
         self.temperature = temperature
         self.dry_run = dry_run
-        self._injected = client
-        self._client: LLMClient | None = None
+        self.keep_llm(llm, client)
         self._offline: OfflineGenerator | None = None
         self._llm: LLMGenerator | None = None
 
     def setup(self) -> None:
         self._offline = OfflineGenerator(seed=self.seed, dry_run=self.dry_run)
         if self.generator == "llm":
-            self._client = self.build_client(self.llm, self._injected)
-            self._llm = LLMGenerator(self._client, self._offline, temperature=self.temperature)
+            self._llm = LLMGenerator(self.connect(), self._offline, temperature=self.temperature)
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"generator": self.generator, "per_chain": self.per_chain,
@@ -240,13 +234,11 @@ class AugmentStage(LLMStage):
             raise ConfigError(f"--per-mode must be >= 0, got {per_mode}")
         self.per_mode = per_mode
         self.augmenter = _backend(augmenter)
-        self.llm = llm
         self.seed = seed
         self.personas_path = personas
         self.tool_names = {s.name: [t.name for t in s.tools] for s in servers or []}
         self.temperature = temperature
-        self._injected = client
-        self._client: LLMClient | None = None
+        self.keep_llm(llm, client)
         self._offline: OfflineAugmenter | None = None
         self._llm: LLMAugmenter | None = None
 
@@ -254,8 +246,7 @@ class AugmentStage(LLMStage):
         personas = load_personas(self.personas_path)
         self._offline = OfflineAugmenter(self.seed, personas)
         if self.augmenter == "llm":
-            self._client = self.build_client(self.llm, self._injected)
-            self._llm = LLMAugmenter(self._client, seed=self.seed, personas=personas, temperature=self.temperature)
+            self._llm = LLMAugmenter(self.connect(), seed=self.seed, personas=personas, temperature=self.temperature)
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"modes": self.modes, "per_mode": self.per_mode, "augmenter": self.augmenter,
@@ -289,16 +280,13 @@ class ScoreStage(LLMStage):
     def __init__(self, *, scorer: str = "offline", llm: LLMSettings | None = None,
                  servers: list[ToolServer] | None = None, client: LLMClient | None = None) -> None:
         self.scorer = _backend(scorer)
-        self.llm = llm
         self.servers = {s.name: s for s in servers or []}
-        self._injected = client
-        self._client: LLMClient | None = None
+        self.keep_llm(llm, client)
         self._scorer: LLMScorer | None = None
 
     def setup(self) -> None:
         if self.scorer == "llm":
-            self._client = self.build_client(self.llm, self._injected)
-            self._scorer = LLMScorer(self._client)
+            self._scorer = LLMScorer(self.connect())
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"scorer": self.scorer}

@@ -20,11 +20,9 @@ raises :class:`~astra.errors.InputError`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shlex
-import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, TypeVar
 
 from astra.errors import InputError, ToolSchemaError
 from astra.io import json_depth, parse_json_line, read_text_file
+from astra.tools import sync
 from astra.tools.filter import TOOL_SCHEMA_UNMAPPABLE, filter_servers
 from astra.tools.schema import normalize_output_schema, normalize_parameters
 from astra.types import CallInfo, Rejection, Tool, ToolServer
@@ -519,26 +518,9 @@ async def ingest_mcp_async(kind: str, target: str, out: _Collector, *, server_na
 
 
 def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code, also when an event loop is running
-    in this thread (then it runs on a helper thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(factory())
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    t = threading.Thread(target=target, name="astra-ingest-mcp")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    """Run the coroutine ``factory()`` makes to completion from sync code (see
+    :func:`astra.tools.sync.run_sync`)."""
+    return sync.run_sync(factory())
 
 
 # ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import copy
 import datetime as _dt
 from typing import Literal, TypedDict
 
+from astra.data.servers._tables import keyed, lookup, one_of
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -172,7 +173,7 @@ class BankServer:
     domain = "finance"
 
     def __init__(self) -> None:
-        self._accounts = {a["account_id"]: copy.deepcopy(a) for a in _ACCOUNTS}
+        self._accounts = keyed(_ACCOUNTS, "account_id")
         self._transactions = copy.deepcopy(_TRANSACTIONS)
         self._next_tx = 90017
         self._next_transfer = 501
@@ -180,12 +181,8 @@ class BankServer:
     # ------------------------------------------------------------------ helpers
 
     def _account(self, account_id: str, field: str = "account_id") -> dict:
-        a = self._accounts.get(str(account_id).strip().upper())
-        if a is None:
-            raise ToolCallError(
-                f"Unknown {field} {account_id!r}. Valid accounts: {', '.join(self._accounts)} (see list_accounts)."
-            )
-        return a
+        return lookup(self._accounts, account_id,
+                      f"Unknown {field} {account_id!r}. Valid accounts: {', '.join(self._accounts)} (see list_accounts).")
 
     @staticmethod
     def _available(a: dict) -> float:
@@ -277,8 +274,8 @@ class BankServer:
         end = _date(end_date, "end_date") if end_date is not None else None
         if start and end and start > end:
             raise ToolCallError(f"start_date {start} is after end_date {end}.")
-        if direction is not None and direction not in ("debit", "credit"):
-            raise ToolCallError(f"Unknown direction {direction!r}; use 'debit' or 'credit'.")
+        if direction is not None:
+            one_of("direction", direction, ("debit", "credit"))
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
             raise ToolCallError(f"limit must be an integer between 1 and 100, got {limit!r}.")
         out = [copy.deepcopy(t) for t in self._transactions

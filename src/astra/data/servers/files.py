@@ -11,6 +11,7 @@ import copy
 import posixpath
 from typing import Literal, TypedDict
 
+from astra.data.servers._tables import one_of
 from astra.errors import ToolCallError
 
 NOW = "2026-03-02T09:00:00"
@@ -250,8 +251,7 @@ class FilesServer:
         p = _norm(path)
         if p == "/" or self._is_dir(p):
             raise ToolCallError(f"{p} is a directory; give a file path such as '{p.rstrip('/')}/new.txt'.")
-        if mode not in ("create", "overwrite", "append"):
-            raise ToolCallError(f"Unknown mode {mode!r}; use 'create', 'overwrite' or 'append'.")
+        one_of("mode", mode, ("create", "overwrite", "append"))
         parent = posixpath.dirname(p)
         while parent not in ("/", ""):
             if parent in self._files:

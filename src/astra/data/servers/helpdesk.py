@@ -10,6 +10,7 @@ from its own copy of this data.
 import copy
 from typing import Literal, TypedDict
 
+from astra.data.servers._tables import keyed, lookup
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -166,40 +167,28 @@ class HelpdeskServer:
     domain = "customer-support"
 
     def __init__(self) -> None:
-        self._customers = {c["customer_id"]: copy.deepcopy(c) for c in _CUSTOMERS}
-        self._agents = {a["agent_id"]: copy.deepcopy(a) for a in _AGENTS}
-        self._tickets = {t["ticket_id"]: copy.deepcopy(t) for t in _TICKETS}
+        self._customers = keyed(_CUSTOMERS, "customer_id")
+        self._agents = keyed(_AGENTS, "agent_id")
+        self._tickets = keyed(_TICKETS, "ticket_id")
         self._next_ticket = 3008
         self._next_comment = 8
 
     # ------------------------------------------------------------------ helpers
 
     def _customer(self, customer_id: str) -> dict:
-        c = self._customers.get(str(customer_id).strip().upper())
-        if c is None:
-            raise ToolCallError(
-                f"Unknown customer_id {customer_id!r}. Customer ids look like 'C-101' (C-101..C-108); "
-                f"use find_customer to look one up by name, email or company."
-            )
-        return c
+        return lookup(self._customers, customer_id,
+                      f"Unknown customer_id {customer_id!r}. Customer ids look like 'C-101' (C-101..C-108); "
+                      f"use find_customer to look one up by name, email or company.")
 
     def _ticket(self, ticket_id: str) -> dict:
-        t = self._tickets.get(str(ticket_id).strip().upper())
-        if t is None:
-            raise ToolCallError(
-                f"Unknown ticket_id {ticket_id!r}. Known tickets: {', '.join(sorted(self._tickets))}."
-            )
-        return t
+        return lookup(self._tickets, ticket_id,
+                      f"Unknown ticket_id {ticket_id!r}. Known tickets: {', '.join(sorted(self._tickets))}.")
 
     def _agent(self, agent_id: str) -> dict:
-        a = self._agents.get(str(agent_id).strip().upper())
-        if a is None:
-            raise ToolCallError(
-                f"Unknown agent_id {agent_id!r}. Valid agents: "
-                + ", ".join(f"{a['agent_id']} ({a['name']}, {a['team']})" for a in self._agents.values())
-                + "."
-            )
-        return a
+        return lookup(self._agents, agent_id,
+                      f"Unknown agent_id {agent_id!r}. Valid agents: "
+                      + ", ".join(f"{a['agent_id']} ({a['name']}, {a['team']})" for a in self._agents.values())
+                      + ".")
 
     def _open_count(self, field: str, value: str) -> int:
         return sum(1 for t in self._tickets.values() if t[field] == value and t["status"] in ("open", "pending"))

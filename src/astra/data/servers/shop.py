@@ -11,6 +11,7 @@ from its own copy of this data, with an empty cart.
 import copy
 from typing import Literal, TypedDict
 
+from astra.data.servers._tables import keyed, lookup
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -204,8 +205,8 @@ class ShopServer:
     domain = "e-commerce"
 
     def __init__(self) -> None:
-        self._products: dict[str, dict] = {p["product_id"]: copy.deepcopy(p) for p in _PRODUCTS}
-        self._orders: dict[str, dict] = {o["order_id"]: copy.deepcopy(o) for o in _ORDERS}
+        self._products: dict[str, dict] = keyed(_PRODUCTS, "product_id")
+        self._orders: dict[str, dict] = keyed(_ORDERS, "order_id")
         self._cart: dict[str, int] = {}
         self._coupon: str | None = None
         self._next_order = 5003
@@ -213,21 +214,13 @@ class ShopServer:
     # ------------------------------------------------------------------ helpers
 
     def _product(self, product_id: str) -> dict:
-        p = self._products.get(str(product_id).strip().upper())
-        if p is None:
-            raise ToolCallError(
-                f"Unknown product_id {product_id!r}. Product ids look like 'P-1001' "
-                f"(valid range P-1001..P-1020); use search_products to find one."
-            )
-        return p
+        return lookup(self._products, product_id,
+                      f"Unknown product_id {product_id!r}. Product ids look like 'P-1001' "
+                      f"(valid range P-1001..P-1020); use search_products to find one.")
 
     def _order(self, order_id: str) -> dict:
-        o = self._orders.get(str(order_id).strip().upper())
-        if o is None:
-            raise ToolCallError(
-                f"Unknown order_id {order_id!r}. Known orders: {', '.join(sorted(self._orders))}."
-            )
-        return o
+        return lookup(self._orders, order_id,
+                      f"Unknown order_id {order_id!r}. Known orders: {', '.join(sorted(self._orders))}.")
 
     @staticmethod
     def _quantity(quantity: int) -> int:

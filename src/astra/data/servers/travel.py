@@ -12,6 +12,7 @@ import copy
 import datetime as _dt
 from typing import Literal, TypedDict
 
+from astra.data.servers._tables import keyed, lookup, one_of
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -206,45 +207,31 @@ class TravelServer:
     domain = "travel"
 
     def __init__(self) -> None:
-        self._airports = {a["airport_code"]: copy.deepcopy(a) for a in _AIRPORTS}
-        self._flights = {f["flight_id"]: copy.deepcopy(f) for f in _FLIGHTS}
-        self._hotels = {h["hotel_id"]: copy.deepcopy(h) for h in _HOTELS}
-        self._bookings = {b["booking_id"]: copy.deepcopy(b) for b in _BOOKINGS}
+        self._airports = keyed(_AIRPORTS, "airport_code")
+        self._flights = keyed(_FLIGHTS, "flight_id")
+        self._hotels = keyed(_HOTELS, "hotel_id")
+        self._bookings = keyed(_BOOKINGS, "booking_id")
         self._next_booking = 7001
 
     # ------------------------------------------------------------------ helpers
 
     def _airport(self, code: str, field: str) -> dict:
-        a = self._airports.get(str(code).strip().upper())
-        if a is None:
-            raise ToolCallError(
-                f"Unknown {field} airport code {code!r}. Valid codes: {', '.join(self._airports)} (see list_airports)."
-            )
-        return a
+        return lookup(self._airports, code,
+                      f"Unknown {field} airport code {code!r}. Valid codes: {', '.join(self._airports)} (see list_airports).")
 
     def _flight(self, flight_id: str) -> dict:
-        f = self._flights.get(str(flight_id).strip().upper())
-        if f is None:
-            raise ToolCallError(
-                f"Unknown flight_id {flight_id!r}. Flight ids look like 'FL-101' (FL-101..FL-120); "
-                f"use search_flights to find one."
-            )
-        return f
+        return lookup(self._flights, flight_id,
+                      f"Unknown flight_id {flight_id!r}. Flight ids look like 'FL-101' (FL-101..FL-120); "
+                      f"use search_flights to find one.")
 
     def _hotel(self, hotel_id: str) -> dict:
-        h = self._hotels.get(str(hotel_id).strip().upper())
-        if h is None:
-            raise ToolCallError(
-                f"Unknown hotel_id {hotel_id!r}. Hotel ids look like 'H-201' (H-201..H-210); "
-                f"use search_hotels to find one."
-            )
-        return h
+        return lookup(self._hotels, hotel_id,
+                      f"Unknown hotel_id {hotel_id!r}. Hotel ids look like 'H-201' (H-201..H-210); "
+                      f"use search_hotels to find one.")
 
     @staticmethod
     def _cabin(cabin: str) -> str:
-        if cabin not in ("economy", "business"):
-            raise ToolCallError(f"Unknown cabin {cabin!r}; use 'economy' or 'business'.")
-        return cabin
+        return one_of("cabin", cabin, ("economy", "business"))
 
     def _new_booking_id(self) -> str:
         bid = f"BK-{self._next_booking}"

@@ -13,6 +13,7 @@ import datetime as _dt
 import math
 from typing import Literal, TypedDict
 
+from astra.data.servers._tables import one_of
 from astra.errors import ToolCallError
 
 TODAY = "2026-03-02"
@@ -205,9 +206,7 @@ class WeatherServer:
 
     @staticmethod
     def _units(units: str) -> str:
-        if units not in ("metric", "imperial"):
-            raise ToolCallError(f"Unknown units {units!r}; use 'metric' or 'imperial'.")
-        return units
+        return one_of("units", units, ("metric", "imperial"))
 
     def geocode_city(self, city: str, country: str | None = None) -> Location:
         """Look up the coordinates and time zone of a city.
