@@ -176,3 +176,24 @@ def test_cli_writes_json(envs, tmp_path, monkeypatch):
     assert data["models"][0]["overall"]["success_rate"] == 1.0
     assert data["models"][0]["by_scenario"]
     write_report(mod.EnvEvalReport.model_validate(data), tmp_path / "copy.json")
+
+
+@pytest.mark.model
+def test_hf_engine_plays_like_the_chat_client(envs, tmp_path):
+    """``--engine hf`` (the RL rollout loop, KV cache across turns) gives the embedded
+    model's greedy replies and the same scores as its chat client, and records the engine."""
+    hf = evaluate_envs(envs, ["embedded"], max_turns=2, max_tokens=24, engine="hf")
+    chat = evaluate_envs(envs, ["embedded"], max_turns=2, max_tokens=24, engine="chat")
+    assert hf.engine == "hf" and chat.engine == "chat"
+    a, b = hf.models[0].episodes, chat.models[0].episodes
+    assert [e.env_id for e in a] == [e.id for e in envs] == [e.env_id for e in b]
+    assert all(e.error is None for e in a)
+    assert [e.final_answer for e in a] == [e.final_answer for e in b]
+    assert [e.f1 for e in a] == [e.f1 for e in b]
+
+
+def test_unknown_engine_is_a_config_error(envs):
+    from astra.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown evaluation engine"):
+        evaluate_envs(envs, ["embedded"], engine="vllm")

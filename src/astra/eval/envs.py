@@ -35,8 +35,13 @@ from pydantic import BaseModel, Field
 from rich.text import Text
 
 from astra.cli_common import takes_llm_options
+from astra.errors import ConfigError
+from astra.eval.local import is_local
 from astra.llm.options import LLMOptions
 from astra.types import Environment
+
+#: How models play the environments (see :func:`evaluate_envs`).
+ENGINES = ("auto", "chat", "hf")
 
 SCENARIOS = ("single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop")
 
@@ -116,6 +121,8 @@ class EnvEvalReport(BaseModel):
     distractors: str = "none"
     temperature: float = 0.0
     seed: int = 0
+    #: how local models played (``hf``: the RL rollout loop; ``chat``: their chat client)
+    engine: str = "chat"
     command: str | None = None
     models: list[ModelResult] = Field(default_factory=list)
     #: Each model against the one listed before it, on the environments both ran: paired
@@ -199,6 +206,11 @@ async def run_episode(env: Environment, client: Any, *, max_turns: int = 8, dist
         error = f"{type(e).__name__}: {e}"[:500]
         if not session.finished:
             session.finish(None)
+    return episode_result(env, session, error)
+
+
+def episode_result(env: Environment, session: Any, error: str | None) -> EpisodeResult:
+    """The scored result of a finished session."""
     info = session.reward()
     inst = env.instance
     return EpisodeResult(env_id=env.id, scenario=str(inst.scenario), domain=inst.domain,
@@ -258,9 +270,15 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
                   max_turns: int = 8, distractors: str = "none", seed: int = 0, temperature: float = 0.0,
                   max_tokens: int = 512, concurrency: int = 8, settings: Any = None, command: str | None = None,
                   session_factory: Callable[..., Any] | None = None,
-                  on_episode: Callable[[str, EpisodeResult], None] | None = None) -> EnvEvalReport:
+                  on_episode: Callable[[str, EpisodeResult], None] | None = None,
+                  engine: str = "chat") -> EnvEvalReport:
     """Evaluate each model (a provider spec, a checkpoint directory, or a ready client with a
-    ``chat`` coroutine) on the same environments; sequentially per model, concurrently per env."""
+    ``chat`` coroutine) on the same environments; sequentially per model, concurrently per env.
+
+    ``engine``: ``chat`` plays every model through its chat client; ``hf`` plays local
+    models (``embedded``, checkpoint directories) on the RL rollout loop
+    (:mod:`astra.eval.local`: KV cache across turns, ``concurrency`` sessions per batch) and
+    the others through their client; ``auto`` is ``hf``."""
     from astra.eval import model_spec
     from astra.llm import LLMSettings, make_client
 
@@ -273,8 +291,20 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
     else:
         env_list = list(envs)[:limit] if limit is not None else list(envs)
     report = EnvEvalReport(envs=src, n_envs=len(env_list), max_turns=max_turns, distractors=distractors,
-                           temperature=temperature, seed=seed, command=command)
+                           temperature=temperature, seed=seed, command=command,
+                           engine="chat" if engine == "chat" else "hf")
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown evaluation engine {engine!r} (use {', '.join(ENGINES)})")
     for m in models:
+        if isinstance(m, str) and engine in ("hf", "auto") and is_local(model_spec(m)):
+            from astra.eval.local import evaluate_local
+
+            sampler = _distractor_sampler(distractors, env_list, seed)
+            report.models.append(evaluate_local(env_list, model_spec(m), label=m, max_turns=max_turns,
+                                                sampler=sampler, seed=seed, temperature=temperature,
+                                                max_tokens=max_tokens, batch=concurrency,
+                                                session_factory=session_factory, on_episode=on_episode))
+            continue
         if isinstance(m, str):
             spec = model_spec(m)
             s = (settings or LLMSettings.from_env()).model_copy(update={"spec": spec})
@@ -323,6 +353,11 @@ def eval_envs_command(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = deterministic).")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per model reply.")] = 512,
     seed: Annotated[int, typer.Option(help="Seed for tool order and distractor sampling.")] = 0,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="How local models (embedded, checkpoint directories) play: hf (the RL rollout loop: "
+                         "KV cache kept across turns, -j sessions per batch) or chat (their chat client, "
+                         "the whole conversation prefilled every turn); auto = hf. Endpoints always use chat.")
+    ] = "auto",
 ) -> None:
     """Evaluate models as agents on held-out environments: success, F1, recall, precision, turns, calls."""
     import shlex
@@ -347,7 +382,7 @@ def eval_envs_command(
     try:
         report = evaluate_envs(envs, models, limit=limit, max_turns=max_turns, distractors=distractors, seed=seed,
                                temperature=temperature, max_tokens=max_tokens, concurrency=concurrency,
-                               settings=settings, command=command, on_episode=progress)
+                               settings=settings, command=command, on_episode=progress, engine=engine)
     except AstraError as e:
         print_error(str(e))
         raise typer.Exit(1) from None
