@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from astra.cli_common import ConcurrencyOpt, LimitOpt, cli_errors, console
+from astra.cli_common import RunnerOptions, cli_errors, console, takes_runner_options
 from astra.errors import ConfigError, InputError
 
 app = typer.Typer(
@@ -60,10 +60,10 @@ def _exploit_report_table(table: dict) -> Table:
 
 @app.command("verify", rich_help_panel="Run and check environments")
 @cli_errors
+@takes_runner_options("limit", "concurrency")
 def verify_cmd(
     envs: Annotated[Path, typer.Argument(help="Environment directory (envs/), index/environments JSONL, or one file.")],
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
+    runner: RunnerOptions = RunnerOptions(),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per environment.")] = False,
     exploits: Annotated[bool, typer.Option(
         "--exploits/--no-exploits", help="Run the exploit suite on every environment (default on).")] = True,
@@ -83,12 +83,12 @@ def verify_cmd(
     from astra.envs.exploits import EXPLOIT_MAX, exploit_table, probe_environments
     from astra.io import write_json
 
-    items = load_environments(envs, limit=limit)
+    items = load_environments(envs, limit=runner.limit)
     if not items:
         raise InputError("no environments found", path=str(envs))
     t0 = time.perf_counter()
-    results = asyncio.run(verify_environments(items, concurrency=concurrency))
-    reports = asyncio.run(probe_environments(items, concurrency=concurrency)) if exploits else []
+    results = asyncio.run(verify_environments(items, concurrency=runner.concurrency))
+    reports = asyncio.run(probe_environments(items, concurrency=runner.concurrency)) if exploits else []
     wall = time.perf_counter() - t0
     by_id = {e.id: e for e in items}
     probe_of = {r.id: r for r in reports}

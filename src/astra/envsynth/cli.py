@@ -28,7 +28,6 @@ import typer
 from rich.table import Table
 
 from astra.cli_common import (
-    LimitOpt,
     RunnerOptions,
     check_manifest,
     cli_errors,
@@ -280,11 +279,12 @@ def synthesize_cmd(
 
 @app.command("stateful", rich_help_panel="Synthesize environments")
 @cli_errors
+@takes_runner_options("limit")
 def stateful_cmd(
     tasks: Annotated[Path, typer.Option("--tasks", help="Tasks JSONL (from `astra tasks generate`), with plans.")],
     tools: Annotated[Path, typer.Option("--tools", help="Tool servers JSONL (from `astra tools ingest`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
-    limit: LimitOpt = None,
+    runner: RunnerOptions = RunnerOptions(),
     skip_exploit_check: Annotated[bool, typer.Option(
         "--skip-exploit-check", help="Keep environments without the integrity suite (gold 1, nothing 0, "
                                      "exploits <= 0.05, reset restores the state).")] = False,
@@ -307,8 +307,8 @@ def stateful_cmd(
     if (output / "index.ledger.jsonl").exists():
         raise ConfigError(f"{output} holds a QA environment bundle (index.ledger.jsonl); use another directory")
     task_list = list(read_outputs(tasks, Task))
-    if limit is not None:
-        task_list = task_list[:limit]
+    if runner.limit is not None:
+        task_list = task_list[:runner.limit]
     servers = list(read_outputs(tools, ToolServer))
     if not task_list:
         raise InputError("no tasks", path=str(tasks))
