@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from astra.cli_config import Flag, takes_options
-from astra.errors import AstraError, ConfigError, NothingProduced, StageFailed
+from astra.errors import AstraError, ConfigError, InputError, NothingProduced, StageFailed
 from astra.io import os_error_message
 from astra.llm.options import LLMOptions
 from astra.llm.types import RESPONSE_FORMATS
@@ -138,6 +138,35 @@ def takes_stage_options(*, help: Mapping[str, str] | None = None) -> Callable[[F
         return takes_llm_options()(takes_runner_options(help=help)(fn))
 
     return decorate
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """The sub-app of a noun (``astra NAME COMMAND``): a group even while it has one command
+    (``astra export sft``), whose help it prints when called bare."""
+    app = typer.Typer(name=name, no_args_is_help=True, add_completion=False, help=help)
+
+    @app.callback()
+    def _group() -> None:
+        pass
+
+    return app
+
+
+# -- checks every command makes of its paths ------------------------------------------------
+
+
+def need_file(path: Path, what: str = "file") -> Path:
+    """``path``, which must exist: otherwise an :class:`InputError` ``<what> not found``."""
+    if not path.exists():
+        raise InputError(f"{what} not found", path=str(path))
+    return path
+
+
+def output_dir(path: Path) -> Path:
+    """``--output`` as a directory: a :class:`ConfigError` when it is an existing file."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output must be a directory, {path} is a file")
+    return path
 
 
 # -- a run from one file ----------------------------------------------------------------

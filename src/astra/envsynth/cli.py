@@ -32,10 +32,12 @@ from astra.cli_common import (
     check_manifest,
     cli_errors,
     console,
+    need_file,
+    output_dir,
     print_manifest,
     run_stage_cli,
-    takes_llm_options,
     takes_runner_options,
+    takes_stage_options,
 )
 from astra.envs.cli import SCENARIOS, app
 from astra.errors import ConfigError, InputError
@@ -85,8 +87,7 @@ def _summary(output: Path) -> None:
 
 @app.command("decompose", rich_help_panel="Synthesize environments")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def decompose_cmd(
     output: OutputOpt,
     domains: DomainsOpt = None,
@@ -159,8 +160,7 @@ def decompose_cmd(
 
 @app.command("validate", rich_help_panel="Synthesize environments")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def validate_cmd(
     qa: Annotated[Path, typer.Argument(help="QA instances JSONL (from `astra envs decompose`).")],
     output: OutputOpt,
@@ -177,8 +177,7 @@ def validate_cmd(
     then a percentile gate. Pass 1 writes OUTPUT's sibling <stem>.scored.jsonl."""
     from astra.envsynth.qa_stages import ScoreStage, default_validator, run_validate
 
-    if not qa.exists():
-        raise InputError("QA file not found", path=str(qa))
+    need_file(qa, "QA file")
     settings = llm_options.settings()
     which = validator or default_validator(settings)
     if which not in ("offline", "llm"):
@@ -230,8 +229,7 @@ def _env_summary(out_dir: Path) -> None:
 
 @app.command("synthesize", rich_help_panel="Synthesize environments")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def synthesize_cmd(
     qa: Annotated[Path, typer.Argument(help="Validated QA instances JSONL (from `astra envs validate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
@@ -261,10 +259,8 @@ def synthesize_cmd(
     from astra.envs.bundle import INDEX_NAME
     from astra.envsynth.synth_stages import SynthesizeStage
 
-    if not qa.exists():
-        raise InputError("QA file not found", path=str(qa))
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output must be a directory, {output} is a file")
+    need_file(qa, "QA file")
+    output_dir(output)
     settings = llm_options.settings()
     stage = SynthesizeStage(output, synthesizer=synthesizer, llm=settings, max_attempts=max_attempts,  # type: ignore[arg-type]
                             on_merge_fail=on_merge_fail, scale=scale, seed=seed,  # type: ignore[arg-type]
@@ -300,10 +296,8 @@ def stateful_cmd(
     from astra.types import Task, ToolServer
 
     for p in (tasks, tools):
-        if not p.exists():
-            raise InputError("file not found", path=str(p))
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output must be a directory, {output} is a file")
+        need_file(p)
+    output_dir(output)
     if (output / "index.ledger.jsonl").exists():
         raise ConfigError(f"{output} holds a QA environment bundle (index.ledger.jsonl); use another directory")
     task_list = list(read_outputs(tasks, Task))
@@ -342,10 +336,8 @@ def domains_cmd(
     from astra.io import write_json, write_jsonl
     from astra.types import ToolServer
 
-    if not tools.exists():
-        raise InputError("file not found", path=str(tools))
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output must be a directory, {output} is a file")
+    need_file(tools)
+    output_dir(output)
     servers = [s for s in read_outputs(tools, ToolServer) if s.call.kind == "doc_only"]
     if not servers:
         raise InputError("no doc-only servers", path=str(tools))

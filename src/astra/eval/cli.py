@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from astra.cli_common import cli_errors, console, takes_llm_options
+from astra.cli_common import RunnerOptions, cli_errors, console, takes_llm_options, takes_runner_options
 from astra.llm.options import LLMOptions
 
 app = typer.Typer(
@@ -34,7 +34,6 @@ app = typer.Typer(
 
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Directory for result files and the summary table (not written when omitted).")]
-ConcOpt = Annotated[int, typer.Option("--concurrency", "-j", help="Entries / simulations run at once.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per model reply.")]
 
 
@@ -56,6 +55,8 @@ def _command_line() -> str | None:
 @cli_errors
 @takes_llm_options("base_url", "api_key_env", "no_cache", "timeout",
                    help={"base_url": "OpenAI-compatible endpoint for --model openai:..."})
+@takes_runner_options("limit", "concurrency", help={"limit": "First N entries of each category.",
+                                                    "concurrency": "Entries run at once."})
 def bfcl_command(
     model: Annotated[str, typer.Option(
         "--model", "-m", envvar="ASTRA_LLM",
@@ -67,19 +68,19 @@ def bfcl_command(
              "live_*, multi_turn_base, multi_turn_miss_func, multi_turn_miss_param, multi_turn_long_context, "
              "or a group: single_turn, non_live, live, multi_turn, all. Default: simple,multiple,multi_turn_base "
              "(with --ids: the ids' categories).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="First N entries of each category.")] = None,
+    runner: RunnerOptions = RunnerOptions(),
     ids: Annotated[str | None, typer.Option(
         "--ids", help="Comma list of entry ids (e.g. simple_python_3,multi_turn_base_7); "
                       "categories default to theirs.")] = None,
     output: OutputOpt = None,
     llm_options: LLMOptions = LLMOptions(),
-    concurrency: ConcOpt = 4,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = deterministic).")] = 0.0,
     max_tokens: MaxTokensOpt = 1024,
 ) -> None:
     """BFCL through the bfcl-eval package: our model, BFCL's data, backends and checkers."""
     from astra.eval.bfcl import run_bfcl
 
+    concurrency = runner.concurrency
     settings = llm_options.settings(concurrency=max(8, concurrency))
     done = {"n": 0}
 
@@ -88,7 +89,7 @@ def bfcl_command(
         mark = Text("✓", "green") if e.valid else Text.assemble(("✗", "red"), " ", (e.error_type or "", "dim"))
         console.print(f"  {done['n']:4d} {e.id}", mark, highlight=False)
 
-    report = run_bfcl(model, categories=categories, limit=limit, ids=_split(ids), output=output, settings=settings,
+    report = run_bfcl(model, categories=categories, limit=runner.limit, ids=_split(ids), output=output, settings=settings,
                       concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
                       command=_command_line(), on_entry=progress)
     console.print(report.table())
@@ -101,6 +102,8 @@ def bfcl_command(
 @cli_errors
 @takes_llm_options("base_url", "api_key_env", "no_cache", "timeout",
                    help={"base_url": "OpenAI-compatible endpoint of the agent."})
+@takes_runner_options("limit", "concurrency", help={"limit": "First N tasks of each domain.",
+                                                    "concurrency": "Simulations run at once."})
 def tau2_command(
     domains: Annotated[str, typer.Option("--domains", "-d", help="Comma list of τ² domains.")] = "retail,telecom",
     agent: Annotated[str, typer.Option(
@@ -117,14 +120,13 @@ def tau2_command(
     user_api_key_env: Annotated[str | None, typer.Option(
         "--user-api-key-env", help="Environment variable with the user simulator endpoint's API key.")] = None,
     trials: Annotated[int, typer.Option("--trials", help="Trials per task (pass^k for k = 1..trials).")] = 1,
-    limit: Annotated[int | None, typer.Option("--limit", help="First N tasks of each domain.")] = None,
+    runner: RunnerOptions = RunnerOptions(),
     task_ids: Annotated[str | None, typer.Option("--task-ids", help="Comma list of task ids.")] = None,
     split: Annotated[str, typer.Option("--split", help="τ² task split ('base' = the published set).")] = "base",
     max_steps: Annotated[int, typer.Option(help="τ²'s maximum simulation steps.")] = 200,
     max_errors: Annotated[int, typer.Option(help="τ²'s maximum tool errors.")] = 10,
     seed: Annotated[int, typer.Option(help="τ²'s seed (per-trial seeds are drawn from it).")] = 300,
     output: OutputOpt = None,
-    concurrency: ConcOpt = 4,
     temperature: Annotated[float, typer.Option(help="Agent sampling temperature.")] = 0.0,
     user_temperature: Annotated[float, typer.Option(help="User simulator sampling temperature.")] = 0.0,
     max_tokens: MaxTokensOpt = 1024,
@@ -133,6 +135,7 @@ def tau2_command(
     from astra.eval.tau2 import run_tau2
 
     # The agent's endpoint and key go to run_tau2 on their own: the user simulator has its own.
+    concurrency = runner.concurrency
     settings = replace(llm_options, base_url=None, api_key_env=None).settings(concurrency=max(8, concurrency))
 
     def progress(r) -> None:
@@ -143,7 +146,7 @@ def tau2_command(
 
     report = run_tau2(agent, user_llm, domains=_split(domains) or [], base_url=llm_options.base_url,
                       user_base_url=user_base_url, api_key_env=llm_options.api_key_env, user_api_key_env=user_api_key_env,
-                      settings=settings, trials=trials, limit=limit, task_ids=_split(task_ids), split=split,
+                      settings=settings, trials=trials, limit=runner.limit, task_ids=_split(task_ids), split=split,
                       max_steps=max_steps, max_errors=max_errors, seed=seed, concurrency=concurrency,
                       agent_temperature=temperature, user_temperature=user_temperature, max_tokens=max_tokens,
                       output=output, command=_command_line(), on_result=progress)
