@@ -30,6 +30,7 @@ from astra.io import os_error_message
 from astra.llm.options import LLMOptions
 from astra.llm.types import RESPONSE_FORMATS
 from astra.pipeline import Manifest, Stage, run_stage
+from astra.pipeline.executors import Executor
 from astra.pipeline.runner import DEFAULT_MAX_ENDPOINT_FAILURES
 
 #: The console every command prints through. Markup and emoji codes are off: messages
@@ -317,7 +318,7 @@ def max_endpoint_failures() -> int:
 
 
 def run_stage_cli(stage: Stage, inputs: Any, output: Path, *, limit: int | None = None,
-                  concurrency: int = 4, executor: str = "local", ray_address: str | None = None,
+                  concurrency: int = 4, executor: Executor = "local", ray_address: str | None = None,
                   skip_failed: bool = False, no_progress: bool = False) -> Manifest:
     """Run a stage with the CLI's options, print its summary and turn a run that decided
     nothing (:class:`StageFailed`) or wrote nothing (:class:`NothingProduced`) into an
