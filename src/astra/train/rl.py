@@ -46,7 +46,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from astra.errors import ConfigError, InputError
 from astra.train.metrics import MetricsLogger
@@ -163,7 +163,8 @@ class RLTrainer:
         self.engine = RolloutEngine(model, tokenizer, max_new_tokens=config.max_new_tokens,
                                     temperature=config.temperature, top_p=config.top_p,
                                     max_total_tokens=config.max_total_tokens, max_batch=config.max_batch,
-                                    max_turns=config.max_turns, engine=config.rollout_engine,
+                                    max_turns=config.max_turns,
+                                    engine=cast(str, config.rollout_engine),  # set by RLConfig's validator
                                     autocast=self._autocast)
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
