@@ -156,6 +156,14 @@ def command_group(name: str, help: str) -> typer.Typer:
 # -- checks every command makes of its paths ------------------------------------------------
 
 
+def comma_list(s: str | None) -> list[str] | None:
+    """The items of a comma list option (``a, b,c``), or None when it is unset or empty."""
+    if s is None:
+        return None
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    return items or None
+
+
 def need_file(path: Path, what: str = "file") -> Path:
     """``path``, which must exist: otherwise an :class:`InputError` ``<what> not found``."""
     if not path.exists():

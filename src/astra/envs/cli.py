@@ -117,7 +117,7 @@ def verify_cmd(
         if p is not None and not p.ok:
             typer.echo(f"    exploit suite: {p.describe()}")
     calls = sum(r.calls for r in results)
-    per = Counter(by_id[r.id].instance.scenario for r in results if r.id not in failed_ids)
+    per: Counter[str] = Counter(by_id[r.id].instance.scenario for r in results if r.id not in failed_ids)
     summary = {"environments": len(results), "passed": len(results) - len(failed_ids), "failed": failed_ids,
                "gold_calls": {"calls": calls, "failed_environments": [r.id for r in results if not r.ok]},
                "passed_by_scenario": {s: per.get(s, 0) for s in SCENARIOS}, "seconds": round(wall, 2)}

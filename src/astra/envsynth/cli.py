@@ -31,6 +31,7 @@ from astra.cli_common import (
     RunnerOptions,
     check_manifest,
     cli_errors,
+    comma_list,
     console,
     need_file,
     output_dir,
@@ -42,7 +43,7 @@ from astra.cli_common import (
 from astra.envs.cli import SCENARIOS, app
 from astra.errors import ConfigError, InputError
 from astra.llm.options import LLMOptions
-from astra.pipeline import read_outputs
+from astra.pipeline import Stage, read_outputs
 from astra.types import QAInstance
 
 # The synthesis commands join the `astra envs` group of the runtime commands (astra.envs.cli).
@@ -59,11 +60,16 @@ HopsOpt = Annotated[str | None, typer.Option(
                    "(model-chosen / sampled per scenario). Default: auto offline, 3-5 with an LLM.")]
 
 
-def _split(s: str | None) -> list[str] | None:
-    if s is None:
-        return None
-    items = [x.strip() for x in s.split(",") if x.strip()]
-    return items or None
+def _scenario_table(per: Counter[tuple[str, str]], title: str) -> Table:
+    """Counts per domain (rows) and scenario type (columns), with totals."""
+    t = Table("domain", *SCENARIOS, "total", title=title, title_justify="left")
+    doms = sorted({d for d, _ in per})
+    for dom in doms:
+        row = [per.get((dom, s), 0) for s in SCENARIOS]
+        t.add_row(dom, *map(str, row), str(sum(row)))
+    tot = [sum(per.get((d, s), 0) for d in doms) for s in SCENARIOS]
+    t.add_row("total", *map(str, tot), str(sum(tot)))
+    return t
 
 
 def _summary(output: Path) -> None:
@@ -71,15 +77,7 @@ def _summary(output: Path) -> None:
     insts = list(read_outputs(output, QAInstance))
     if not insts:
         return
-    per = Counter((i.domain, i.scenario) for i in insts)
-    scen = ["single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop"]
-    t = Table("domain", *scen, "total", title=f"QA instances in {output}", title_justify="left")
-    for dom in sorted({d for d, _ in per}):
-        row = [per.get((dom, s), 0) for s in scen]
-        t.add_row(dom, *map(str, row), str(sum(row)))
-    tot = [sum(per.get((d, s), 0) for d in {d for d, _ in per}) for s in scen]
-    t.add_row("total", *map(str, tot), str(sum(tot)))
-    console.print(t)
+    console.print(_scenario_table(Counter((i.domain, i.scenario) for i in insts), f"QA instances in {output}"))
     hops = [len(i.sub_tasks) for i in insts]
     tool = sum(s.needs_tool for i in insts for s in i.sub_tasks)
     console.print(f"mean hops {sum(hops) / len(hops):.2f}; {tool}/{sum(hops)} sub-questions need a tool")
@@ -125,10 +123,11 @@ def decompose_cmd(
     from astra.envsynth.worlds import load_worlds
 
     scen = parse_scenarios(scenarios)
-    doms = _split(domains)
+    doms = comma_list(domains)
     runner_kw = runner.kwargs()
     if n is not None and n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    stage: Stage
     if knowledge is None and questions is None:
         budget = HopBudget.parse(hops, default="auto")
         ws = load_worlds(doms, extra=list(worlds or []))
@@ -212,15 +211,7 @@ def _env_summary(out_dir: Path) -> None:
     entries = list(read_outputs(index, EnvIndexEntry))
     if not entries:
         return
-    per = Counter((e.domain, e.scenario) for e in entries)
-    t = Table("domain", *SCENARIOS, "total", title=f"environments in {out_dir}", title_justify="left")
-    doms = sorted({d for d, _ in per})
-    for dom in doms:
-        row = [per.get((dom, s), 0) for s in SCENARIOS]
-        t.add_row(dom, *map(str, row), str(sum(row)))
-    tot = [sum(per.get((d, s), 0) for d in doms) for s in SCENARIOS]
-    t.add_row("total", *map(str, tot), str(sum(tot)))
-    console.print(t)
+    console.print(_scenario_table(Counter((e.domain, e.scenario) for e in entries), f"environments in {out_dir}"))
     tools = sum(len(e.tools) for e in entries)
     subs = sum(e.n_tool_subtasks for e in entries)
     console.print(f"{len(entries)} environments, {tools} tools serving {subs} tool sub-tasks "

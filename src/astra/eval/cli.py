@@ -22,7 +22,14 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from astra.cli_common import RunnerOptions, cli_errors, console, takes_llm_options, takes_runner_options
+from astra.cli_common import (
+    RunnerOptions,
+    cli_errors,
+    comma_list,
+    console,
+    takes_llm_options,
+    takes_runner_options,
+)
 from astra.llm.options import LLMOptions
 
 app = typer.Typer(
@@ -35,13 +42,6 @@ app = typer.Typer(
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Directory for result files and the summary table (not written when omitted).")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per model reply.")]
-
-
-def _split(s: str | None) -> list[str] | None:
-    if s is None:
-        return None
-    items = [x.strip() for x in s.split(",") if x.strip()]
-    return items or None
 
 
 def _command_line() -> str | None:
@@ -89,7 +89,7 @@ def bfcl_command(
         mark = Text("✓", "green") if e.valid else Text.assemble(("✗", "red"), " ", (e.error_type or "", "dim"))
         console.print(f"  {done['n']:4d} {e.id}", mark, highlight=False)
 
-    report = run_bfcl(model, categories=categories, limit=runner.limit, ids=_split(ids), output=output, settings=settings,
+    report = run_bfcl(model, categories=categories, limit=runner.limit, ids=comma_list(ids), output=output, settings=settings,
                       concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
                       command=_command_line(), on_entry=progress)
     console.print(report.table())
@@ -144,9 +144,9 @@ def tau2_command(
                       Text.assemble(f"reward {r.reward:.2f} ({r.termination})", (f" {r.error}" if r.error else "", "dim")),
                       highlight=False)
 
-    report = run_tau2(agent, user_llm, domains=_split(domains) or [], base_url=llm_options.base_url,
+    report = run_tau2(agent, user_llm, domains=comma_list(domains) or [], base_url=llm_options.base_url,
                       user_base_url=user_base_url, api_key_env=llm_options.api_key_env, user_api_key_env=user_api_key_env,
-                      settings=settings, trials=trials, limit=runner.limit, task_ids=_split(task_ids), split=split,
+                      settings=settings, trials=trials, limit=runner.limit, task_ids=comma_list(task_ids), split=split,
                       max_steps=max_steps, max_errors=max_errors, seed=seed, concurrency=concurrency,
                       agent_temperature=temperature, user_temperature=user_temperature, max_tokens=max_tokens,
                       output=output, command=_command_line(), on_result=progress)
