@@ -20,16 +20,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from astra.cli_common import RunnerOptions, cli_errors, console, takes_runner_options
+from astra.cli_common import RunnerOptions, cli_errors, command_group, console, takes_runner_options
 from astra.errors import ConfigError, InputError
 
-app = typer.Typer(
-    name="envs",
-    help="Environment synthesis for RL: decompose multi-hop questions (LLM or the bundled "
-         "knowledge worlds), validate them (tool necessity, DC/SA/SR/TC, QS percentile gate), "
-         "then synthesize verifiable environments; verify, play, serve and split them.",
-    no_args_is_help=True,
-)
+app = command_group("envs", "Environment synthesis for RL: decompose multi-hop questions (LLM or the bundled "
+                            "knowledge worlds), validate them (tool necessity, DC/SA/SR/TC, QS percentile gate), "
+                            "then synthesize verifiable environments; verify, play, serve and split them.")
 
 #: Scenario types in the order tables show them.
 SCENARIOS = ["single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop"]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
@@ -26,22 +27,33 @@ from astra.cli_common import (
     RunnerOptions,
     cli_errors,
     comma_list,
+    command_group,
     console,
     takes_llm_options,
     takes_runner_options,
 )
 from astra.llm.options import LLMOptions
 
-app = typer.Typer(
-    name="eval",
-    help="Evaluate a model: BFCL (single-turn AST and multi-turn, BFCL's own checkers) and "
-         "τ²-bench (retail/telecom with a user simulator, pass^k).",
-    no_args_is_help=True,
-)
+app = command_group("eval", "Evaluate a model: BFCL (single-turn AST and multi-turn, BFCL's own checkers) and "
+                            "τ²-bench (retail/telecom with a user simulator, pass^k).")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Directory for result files and the summary table (not written when omitted).")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Maximum tokens per model reply.")]
+
+
+def _benchmark_options(*, endpoint: str, limit: str, concurrency: str) -> Callable[[F], F]:
+    """What a benchmark command takes beyond its own options: the endpoint of the model under
+    evaluation (LLM options, as ``llm_options``; the model is the command's own option) and
+    how many entries, how many at once (runner options, as ``runner``)."""
+
+    def decorate(fn: F) -> F:
+        fn = takes_runner_options("limit", "concurrency", help={"limit": limit, "concurrency": concurrency})(fn)
+        return takes_llm_options("base_url", "api_key_env", "no_cache", "timeout", help={"base_url": endpoint})(fn)
+
+    return decorate
 
 
 def _command_line() -> str | None:
@@ -53,10 +65,8 @@ def _command_line() -> str | None:
 
 @app.command("bfcl")
 @cli_errors
-@takes_llm_options("base_url", "api_key_env", "no_cache", "timeout",
-                   help={"base_url": "OpenAI-compatible endpoint for --model openai:..."})
-@takes_runner_options("limit", "concurrency", help={"limit": "First N entries of each category.",
-                                                    "concurrency": "Entries run at once."})
+@_benchmark_options(endpoint="OpenAI-compatible endpoint for --model openai:...",
+                    limit="First N entries of each category.", concurrency="Entries run at once.")
 def bfcl_command(
     model: Annotated[str, typer.Option(
         "--model", "-m", envvar="ASTRA_LLM",
@@ -100,10 +110,8 @@ def bfcl_command(
 
 @app.command("tau2")
 @cli_errors
-@takes_llm_options("base_url", "api_key_env", "no_cache", "timeout",
-                   help={"base_url": "OpenAI-compatible endpoint of the agent."})
-@takes_runner_options("limit", "concurrency", help={"limit": "First N tasks of each domain.",
-                                                    "concurrency": "Simulations run at once."})
+@_benchmark_options(endpoint="OpenAI-compatible endpoint of the agent.",
+                    limit="First N tasks of each domain.", concurrency="Simulations run at once.")
 def tau2_command(
     domains: Annotated[str, typer.Option("--domains", "-d", help="Comma list of τ² domains.")] = "retail,telecom",
     agent: Annotated[str, typer.Option(

@@ -21,6 +21,7 @@ from rich.table import Table
 from astra.cli_common import (
     RunnerOptions,
     cli_errors,
+    command_group,
     console,
     need_file,
     run_stage_cli,
@@ -43,12 +44,8 @@ from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.types import Chain
 
-app = typer.Typer(
-    name="graph",
-    help="Tool-call transition graphs per server, candidate chains by weighted random walks, "
-         "and chain verification that filters.",
-    no_args_is_help=True,
-)
+app = command_group("graph", "Tool-call transition graphs per server, candidate chains by weighted random walks, "
+                             "and chain verification that filters.")
 
 
 def _graphs_output(output: Path) -> Path:

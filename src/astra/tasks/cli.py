@@ -25,6 +25,7 @@ from astra.cli_common import (
     RunnerOptions,
     check_manifest,
     cli_errors,
+    command_group,
     console,
     need_file,
     print_manifest,
@@ -51,12 +52,8 @@ from astra.tasks.stages import (
 )
 from astra.types import Chain, ToolServer
 
-app = typer.Typer(
-    name="tasks",
-    help="User tasks from verified chains and servers: generate (offline or LLM), augment, score and "
-         "deduplicate.",
-    no_args_is_help=True,
-)
+app = command_group("tasks", "User tasks from verified chains and servers: generate (offline or LLM), augment, score and "
+                             "deduplicate.")
 
 ToolsOpt = Annotated[str | None, typer.Option(
     "--tools", help="Tool servers: tools.jsonl from `astra tools ingest` (or any ingest source, e.g. 'sample'). "
