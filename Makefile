@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/astra demo --profile $(PROFILE)
 
-# ruff over the tree; mypy over the core packages listed in pyproject.toml ([tool.mypy]).
+# ruff over the tree; mypy over the packages and modules listed in pyproject.toml ([tool.mypy]).
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy

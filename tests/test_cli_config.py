@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,8 +11,9 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
-from astra.cli_common import ConfigOpt, cli_errors
-from astra.cli_config import Flag, flag_name, takes_config
+from astra.cli_common import ConfigOpt, cli_errors, comma_list, need_file, output_dir
+from astra.cli_config import Flag, flag_name, takes_config, takes_options
+from astra.errors import ConfigError, InputError
 
 
 class RunConfig(BaseModel):
@@ -87,3 +89,47 @@ def test_misuse_is_caught_when_the_command_is_declared():
 
     with pytest.raises(TypeError, match="clash"):
         takes_config(RunConfig)(clash)
+
+
+@dataclass(frozen=True)
+class Knobs:
+    size: Annotated[int, Flag(short="-s", help="How many.")] = 2
+    fast: Annotated[bool, Flag(negatable=False, help="Go fast.")] = False
+    careful: Annotated[bool, Flag("--careful/--reckless", help="Check twice.")] = True
+    label: Annotated[str | None, Flag("--name", param="knob_name", envvar="KNOB_NAME", help="A name.")] = None
+    untouched: int = 7
+
+
+def test_a_dataclass_declares_its_options_the_same_way(monkeypatch):
+    kapp = typer.Typer(add_completion=False)
+    got: list[Knobs] = []
+
+    @kapp.command()
+    @takes_options(Knobs, param="knobs", exclude=("untouched",))
+    def cmd(knobs: Knobs, after: Annotated[int, typer.Option(help="After.")] = 0) -> None:
+        got.append(knobs)
+
+    cmd_obj = typer.main.get_command(kapp)
+    assert [(p.name, p.opts, p.secondary_opts) for p in cmd_obj.params] == [
+        ("size", ["--size", "-s"], []), ("fast", ["--fast"], []), ("careful", ["--careful"], ["--reckless"]),
+        ("knob_name", ["--name"], []), ("after", ["--after"], [])]
+    monkeypatch.setenv("KNOB_NAME", "from-env")
+    r = CliRunner().invoke(kapp, ["-s", "5", "--fast", "--reckless"])
+    assert r.exit_code == 0, r.output
+    assert got == [Knobs(size=5, fast=True, careful=False, label="from-env")]
+    assert flag_name(Knobs, "label") == "--name" and flag_name(Knobs, "careful") == "--careful"
+    with pytest.raises(TypeError, match="neither a pydantic model nor a dataclass"):
+        takes_options(int, param="x")
+
+
+def test_the_path_checks_and_comma_lists(tmp_path):
+    assert comma_list(None) is None and comma_list(" , ") is None
+    assert comma_list("a, b,,c ") == ["a", "b", "c"]
+    assert need_file(tmp_path) == tmp_path
+    with pytest.raises(InputError, match="tasks file not found"):
+        need_file(tmp_path / "nope.jsonl", "tasks file")
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    assert output_dir(tmp_path / "new") == tmp_path / "new"
+    with pytest.raises(ConfigError, match="--output must be a directory"):
+        output_dir(f)

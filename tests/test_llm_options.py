@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from astra.cli_common import LLM_OPTIONS as OPTIONS
 from astra.cli_common import RunnerOptions, takes_llm_options, takes_runner_options
+from astra.cli_config import model_fields
 from astra.llm.options import LLMOptions
 
 
@@ -79,7 +80,7 @@ def test_a_subset_in_the_commands_place_with_help_overrides():
     r = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert "Endpoint of the agent." in r.output and "Bypass the persistent LLM response cache." in r.output
     # the shared declaration is untouched by an override
-    assert OPTIONS["base_url"].option.help.startswith("OpenAI-compatible endpoint URL")
+    assert OPTIONS["base_url"].help.startswith("OpenAI-compatible endpoint URL")
     # without --base-url there are no endpoint options
     assert _opts(_app("spec", "timeout", seen={})) == ["--llm", "--llm-timeout", "--after"]
 
@@ -87,15 +88,15 @@ def test_a_subset_in_the_commands_place_with_help_overrides():
 def test_every_option_is_in_help_with_its_text():
     r = CliRunner().invoke(_app(seen={}), ["--help"], env={"COLUMNS": "250"})
     assert r.exit_code == 0
-    for field, opt in OPTIONS.items():
-        assert "--" + opt.param.replace("_", "-") in r.output, field
-        assert " ".join(opt.option.help.split()[:4]) in " ".join(r.output.split()), field
+    for field, flag in model_fields(LLMOptions, OPTIONS).items():
+        assert flag.long in r.output, field
+        assert " ".join(OPTIONS[field].help.split()[:4]) in " ".join(r.output.split()), field
 
 
 def test_bad_values_and_misuse():
     r = CliRunner().invoke(_app(seen={}), ["x", "--response-format", "xml"])
     assert r.exit_code == 2 and "xml" in r.output
-    with pytest.raises(ValueError, match="unknown LLMOptions option"):
+    with pytest.raises(ValueError, match="LLMOptions has no field"):
         takes_llm_options("temperature")
     with pytest.raises(TypeError, match="llm_options"):
         takes_llm_options()(lambda path: None)

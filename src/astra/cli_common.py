@@ -8,11 +8,8 @@ same summary. The LLM options are declared once here and reach a command as one
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import functools
-import inspect
 import logging
 import os
 import sys
@@ -27,11 +24,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from astra.errors import AstraError, ConfigError, NothingProduced, StageFailed
+from astra.cli_config import Flag, takes_options
+from astra.errors import AstraError, ConfigError, InputError, NothingProduced, StageFailed
 from astra.io import os_error_message
 from astra.llm.options import LLMOptions
 from astra.llm.types import RESPONSE_FORMATS
 from astra.pipeline import Manifest, Stage, run_stage
+from astra.pipeline.executors import Executor
 from astra.pipeline.runner import DEFAULT_MAX_ENDPOINT_FAILURES
 
 #: The console every command prints through. Markup and emoji codes are off: messages
@@ -54,100 +53,32 @@ def print_error(message: str) -> None:
 
 
 # -- option groups: options declared once, taken by a command as one object ---------------
-
-
-@dataclass(frozen=True)
-class _Option:
-    """One option of a group: the command parameter it becomes, its type and default, its
-    typer option."""
-
-    param: str
-    type: Any
-    default: Any
-    option: Any  # typer.models.OptionInfo
-
-
-def _option(param: str, type_: Any, default: Any, *names: str, **kw: Any) -> _Option:
-    return _Option(param, type_, default, typer.Option(*names, **kw))
-
+# (astra.cli_config.takes_options: each field of the object is an option, in the place of
+# the command's parameter that takes the object)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _annotation(opt: _Option, help: str | None) -> Any:
-    info = opt.option
-    if help is not None:
-        info = copy.copy(info)
-        info.help = help
-    return Annotated[opt.type, info]
-
-
-def _takes_options(model: type, param: str, table: Mapping[str, _Option], chosen: list[str],
-                   help: Mapping[str, str] | None, *, around: Callable[[Any], Any] | None = None
-                   ) -> Callable[[F], F]:
-    """The decorator behind :func:`takes_llm_options` and :func:`takes_runner_options`: the
-    command's parameter ``param`` (annotated ``model``) becomes the options ``chosen`` (fields
-    of ``model``, declared in ``table``), in its place in ``--help``; the command receives one
-    ``model`` built from them (fields not offered keep their defaults), run inside
-    ``around(obj)`` when given."""
-    unknown = [f for f in (*chosen, *(help or {})) if f not in table]
-    if unknown:
-        raise ValueError(f"unknown {model.__name__} option(s) {unknown}; known: {list(table)}")
-    by_param = {table[f].param: f for f in chosen}
-
-    def decorate(fn: F) -> F:
-        sig = inspect.signature(fn, eval_str=True)
-        if param not in sig.parameters:
-            raise TypeError(f"{fn.__name__} has no parameter {param!r} to take the {model.__name__}")
-        params: list[inspect.Parameter] = []
-        for p in sig.parameters.values():
-            if p.name != param:
-                params.append(p)
-                continue
-            params += [inspect.Parameter(table[f].param, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                         default=table[f].default,
-                                         annotation=_annotation(table[f], (help or {}).get(f))) for f in chosen]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            values = {by_param[n]: kwargs.pop(n) for n in list(kwargs) if n in by_param}
-            obj = model(**{k: v.value if isinstance(v, Enum) else v for k, v in values.items()})
-            with around(obj) if around is not None else contextlib.nullcontext():
-                return fn(*args, **{param: obj}, **kwargs)
-
-        new_sig = sig.replace(parameters=params)
-        wrapper.__signature__ = new_sig  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not p.empty}
-        if sig.return_annotation is not sig.empty:
-            wrapper.__annotations__["return"] = sig.return_annotation
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
 
 # -- LLM options ---------------------------------------------------------------------------
 ResponseFormatChoice = Enum("ResponseFormatChoice", {f: f for f in RESPONSE_FORMATS}, type=str)  # type: ignore[misc]
 
-#: LLMOptions field -> its option, in the order they are listed in ``--help``.
-LLM_OPTIONS: dict[str, _Option] = {
-    "spec": _option("llm", str | None, None, "--llm", envvar="ASTRA_LLM", show_envvar=True,
-                    help="Provider: 'embedded' (in-process SmolLM2, offline), 'embedded:PATH' or 'openai:MODEL'."),
-    "base_url": _option("base_url", str | None, None, "--base-url", envvar="ASTRA_BASE_URL", show_envvar=True,
-                        help="OpenAI-compatible endpoint URL (vLLM, SGLang, llama.cpp server, hosted API)."),
-    "api_key_env": _option("api_key_env", str | None, None, "--api-key-env",
-                           help="Environment variable holding the API key (default ASTRA_API_KEY, then "
-                                "OPENAI_API_KEY)."),
-    "concurrency": _option("llm_concurrency", int, 8, "--llm-concurrency", help="Concurrent LLM requests."),
-    "no_cache": _option("no_cache", bool, False, "--no-cache", help="Bypass the persistent LLM response cache."),
-    "timeout": _option("llm_timeout", float, 120.0, "--llm-timeout", help="Seconds per LLM request before a retry."),
-    "response_format": _option(
-        "response_format", ResponseFormatChoice | None, None, "--response-format", envvar="ASTRA_RESPONSE_FORMAT",
-        show_envvar=True,
+#: How each LLMOptions field appears on the command line (the dataclass lives in
+#: astra.llm, which knows nothing of the CLI); in the order they are listed in ``--help``.
+LLM_OPTIONS: dict[str, Flag] = {
+    "spec": Flag("--llm", param="llm", envvar="ASTRA_LLM",
+                 help="Provider: 'embedded' (in-process SmolLM2, offline), 'embedded:PATH' or 'openai:MODEL'."),
+    "base_url": Flag(envvar="ASTRA_BASE_URL",
+                     help="OpenAI-compatible endpoint URL (vLLM, SGLang, llama.cpp server, hosted API)."),
+    "api_key_env": Flag(help="Environment variable holding the API key (default ASTRA_API_KEY, then "
+                             "OPENAI_API_KEY)."),
+    "concurrency": Flag(param="llm_concurrency", help="Concurrent LLM requests."),
+    "no_cache": Flag(negatable=False, help="Bypass the persistent LLM response cache."),
+    "timeout": Flag(param="llm_timeout", help="Seconds per LLM request before a retry."),
+    "response_format": Flag(
+        type=ResponseFormatChoice, envvar="ASTRA_RESPONSE_FORMAT",
         help="Structured output on OpenAI-compatible endpoints: json_schema, json_object, none, or auto "
              "(json_schema, falling back when the server refuses it; remembered per endpoint). [default: auto]"),
-    "model_fingerprint": _option(
-        "model_fingerprint", str | None, None, "--model-fingerprint", envvar="ASTRA_MODEL_FINGERPRINT",
-        show_envvar=True,
+    "model_fingerprint": Flag(
+        envvar="ASTRA_MODEL_FINGERPRINT",
         help="Identity of the served model in the response cache (FP, or MODEL=FP,...); default: what "
              "the server reports (/v1/models, /props). See docs/llm.md."),
 }
@@ -167,7 +98,8 @@ def takes_llm_options(*fields: str, help: Mapping[str, str] | None = None) -> Ca
     chosen = list(fields or LLM_DEFAULT)
     if "base_url" in chosen:
         chosen += [f for f in LLM_ENDPOINT if f not in chosen]
-    return _takes_options(LLMOptions, "llm_options", LLM_OPTIONS, chosen, help, around=LLMOptions.exported)
+    return takes_options(LLMOptions, param="llm_options", fields=chosen, flags=LLM_OPTIONS, help=help,
+                         around=LLMOptions.exported)
 
 
 # -- runner options ------------------------------------------------------------------------
@@ -175,47 +107,75 @@ def takes_llm_options(*fields: str, help: Mapping[str, str] | None = None) -> Ca
 
 @dataclass(frozen=True)
 class RunnerOptions:
-    """How a command runs its stage: ``run_stage_cli(stage, inputs, output, **runner.kwargs())``."""
+    """How a command runs its stage: ``run_stage_cli(stage, inputs, output, **runner.kwargs())``.
+    Each field is an option (:func:`takes_runner_options`), listed in this order."""
 
-    limit: int | None = None
-    concurrency: int = 4
-    executor: str = "local"
-    ray_address: str | None = None
-    skip_failed: bool = False
-    no_progress: bool = False
+    limit: Annotated[int | None, Flag(help="Process only the first N input records.")] = None
+    concurrency: Annotated[int, Flag(short="-j", help="Records processed at once.")] = 4
+    executor: Annotated[str, Flag(help="'local' (asyncio) or 'ray'.")] = "local"
+    ray_address: Annotated[str | None, Flag(help="Ray cluster address (executor ray).")] = None
+    skip_failed: Annotated[bool, Flag(
+        "--skip-failed/--retry-failed",
+        help="Inputs that failed in an earlier run (endpoint down, timeout, error) are processed again by "
+             "default (--retry-failed); --skip-failed leaves them failed. Rejections are never redone.")] = False
+    no_progress: Annotated[bool, Flag(negatable=False, help="Hide the progress bar.")] = False
 
     def kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-#: RunnerOptions field -> its option, in the order they are listed in ``--help``.
-RUNNER_OPTIONS: dict[str, _Option] = {
-    "limit": _option("limit", int | None, None, "--limit", help="Process only the first N input records."),
-    "concurrency": _option("concurrency", int, 4, "--concurrency", "-j", help="Records processed at once."),
-    "executor": _option("executor", str, "local", "--executor", help="'local' (asyncio) or 'ray'."),
-    "ray_address": _option("ray_address", str | None, None, "--ray-address",
-                           help="Ray cluster address (executor ray)."),
-    "skip_failed": _option(
-        "skip_failed", bool, False, "--skip-failed/--retry-failed",
-        help="Inputs that failed in an earlier run (endpoint down, timeout, error) are processed again by "
-             "default (--retry-failed); --skip-failed leaves them failed. Rejections are never redone."),
-    "no_progress": _option("no_progress", bool, False, "--no-progress", help="Hide the progress bar."),
-}
-
-
 def takes_runner_options(*fields: str, help: Mapping[str, str] | None = None) -> Callable[[F], F]:
     """Give a command the runner options: its parameter ``runner: RunnerOptions`` becomes the
     options named by ``fields`` (default: all), the way :func:`takes_llm_options` does."""
-    return _takes_options(RunnerOptions, "runner", RUNNER_OPTIONS, list(fields or RUNNER_OPTIONS), help)
+    return takes_options(RunnerOptions, param="runner", fields=fields or None, help=help)
 
 
-#: The runner options one by one, for a command that lists them itself.
-LimitOpt = Annotated[int | None, RUNNER_OPTIONS["limit"].option]
-ConcurrencyOpt = Annotated[int, RUNNER_OPTIONS["concurrency"].option]
-ExecutorOpt = Annotated[str, RUNNER_OPTIONS["executor"].option]
-RayAddressOpt = Annotated[str | None, RUNNER_OPTIONS["ray_address"].option]
-SkipFailedOpt = Annotated[bool, RUNNER_OPTIONS["skip_failed"].option]
-NoProgressOpt = Annotated[bool, RUNNER_OPTIONS["no_progress"].option]
+def takes_stage_options(*, help: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """What a stage command that talks to a model takes: the LLM options
+    (:func:`takes_llm_options`, as ``llm_options``) then the runner options
+    (:func:`takes_runner_options`, as ``runner``). ``help`` replaces a runner option's help."""
+
+    def decorate(fn: F) -> F:
+        return takes_llm_options()(takes_runner_options(help=help)(fn))
+
+    return decorate
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """The sub-app of a noun (``astra NAME COMMAND``): a group even while it has one command
+    (``astra export sft``), whose help it prints when called bare."""
+    app = typer.Typer(name=name, no_args_is_help=True, add_completion=False, help=help)
+
+    @app.callback()
+    def _group() -> None:
+        pass
+
+    return app
+
+
+# -- checks every command makes of its paths ------------------------------------------------
+
+
+def comma_list(s: str | None) -> list[str] | None:
+    """The items of a comma list option (``a, b,c``), or None when it is unset or empty."""
+    if s is None:
+        return None
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    return items or None
+
+
+def need_file(path: Path, what: str = "file") -> Path:
+    """``path``, which must exist: otherwise an :class:`InputError` ``<what> not found``."""
+    if not path.exists():
+        raise InputError(f"{what} not found", path=str(path))
+    return path
+
+
+def output_dir(path: Path) -> Path:
+    """``--output`` as a directory: a :class:`ConfigError` when it is an existing file."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output must be a directory, {path} is a file")
+    return path
 
 
 # -- a run from one file ----------------------------------------------------------------
@@ -366,7 +326,7 @@ def max_endpoint_failures() -> int:
 
 
 def run_stage_cli(stage: Stage, inputs: Any, output: Path, *, limit: int | None = None,
-                  concurrency: int = 4, executor: str = "local", ray_address: str | None = None,
+                  concurrency: int = 4, executor: Executor = "local", ray_address: str | None = None,
                   skip_failed: bool = False, no_progress: bool = False) -> Manifest:
     """Run a stage with the CLI's options, print its summary and turn a run that decided
     nothing (:class:`StageFailed`) or wrote nothing (:class:`NothingProduced`) into an

@@ -20,16 +20,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from astra.cli_common import ConcurrencyOpt, LimitOpt, cli_errors, console
+from astra.cli_common import RunnerOptions, cli_errors, command_group, console, takes_runner_options
 from astra.errors import ConfigError, InputError
 
-app = typer.Typer(
-    name="envs",
-    help="Environment synthesis for RL: decompose multi-hop questions (LLM or the bundled "
-         "knowledge worlds), validate them (tool necessity, DC/SA/SR/TC, QS percentile gate), "
-         "then synthesize verifiable environments; verify, play, serve and split them.",
-    no_args_is_help=True,
-)
+app = command_group("envs", "Environment synthesis for RL: decompose multi-hop questions (LLM or the bundled "
+                            "knowledge worlds), validate them (tool necessity, DC/SA/SR/TC, QS percentile gate), "
+                            "then synthesize verifiable environments; verify, play, serve and split them.")
 
 #: Scenario types in the order tables show them.
 SCENARIOS = ["single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop"]
@@ -60,10 +56,10 @@ def _exploit_report_table(table: dict) -> Table:
 
 @app.command("verify", rich_help_panel="Run and check environments")
 @cli_errors
+@takes_runner_options("limit", "concurrency")
 def verify_cmd(
     envs: Annotated[Path, typer.Argument(help="Environment directory (envs/), index/environments JSONL, or one file.")],
-    limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
+    runner: RunnerOptions = RunnerOptions(),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per environment.")] = False,
     exploits: Annotated[bool, typer.Option(
         "--exploits/--no-exploits", help="Run the exploit suite on every environment (default on).")] = True,
@@ -83,12 +79,12 @@ def verify_cmd(
     from astra.envs.exploits import EXPLOIT_MAX, exploit_table, probe_environments
     from astra.io import write_json
 
-    items = load_environments(envs, limit=limit)
+    items = load_environments(envs, limit=runner.limit)
     if not items:
         raise InputError("no environments found", path=str(envs))
     t0 = time.perf_counter()
-    results = asyncio.run(verify_environments(items, concurrency=concurrency))
-    reports = asyncio.run(probe_environments(items, concurrency=concurrency)) if exploits else []
+    results = asyncio.run(verify_environments(items, concurrency=runner.concurrency))
+    reports = asyncio.run(probe_environments(items, concurrency=runner.concurrency)) if exploits else []
     wall = time.perf_counter() - t0
     by_id = {e.id: e for e in items}
     probe_of = {r.id: r for r in reports}
@@ -117,7 +113,7 @@ def verify_cmd(
         if p is not None and not p.ok:
             typer.echo(f"    exploit suite: {p.describe()}")
     calls = sum(r.calls for r in results)
-    per = Counter(by_id[r.id].instance.scenario for r in results if r.id not in failed_ids)
+    per: Counter[str] = Counter(by_id[r.id].instance.scenario for r in results if r.id not in failed_ids)
     summary = {"environments": len(results), "passed": len(results) - len(failed_ids), "failed": failed_ids,
                "gold_calls": {"calls": calls, "failed_environments": [r.id for r in results if not r.ok]},
                "passed_by_scenario": {s: per.get(s, 0) for s in SCENARIOS}, "seconds": round(wall, 2)}

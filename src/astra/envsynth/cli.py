@@ -28,20 +28,22 @@ import typer
 from rich.table import Table
 
 from astra.cli_common import (
-    LimitOpt,
     RunnerOptions,
     check_manifest,
     cli_errors,
+    comma_list,
     console,
+    need_file,
+    output_dir,
     print_manifest,
     run_stage_cli,
-    takes_llm_options,
     takes_runner_options,
+    takes_stage_options,
 )
 from astra.envs.cli import SCENARIOS, app
 from astra.errors import ConfigError, InputError
 from astra.llm.options import LLMOptions
-from astra.pipeline import read_outputs
+from astra.pipeline import Stage, read_outputs
 from astra.types import QAInstance
 
 # The synthesis commands join the `astra envs` group of the runtime commands (astra.envs.cli).
@@ -58,11 +60,16 @@ HopsOpt = Annotated[str | None, typer.Option(
                    "(model-chosen / sampled per scenario). Default: auto offline, 3-5 with an LLM.")]
 
 
-def _split(s: str | None) -> list[str] | None:
-    if s is None:
-        return None
-    items = [x.strip() for x in s.split(",") if x.strip()]
-    return items or None
+def _scenario_table(per: Counter[tuple[str, str]], title: str) -> Table:
+    """Counts per domain (rows) and scenario type (columns), with totals."""
+    t = Table("domain", *SCENARIOS, "total", title=title, title_justify="left")
+    doms = sorted({d for d, _ in per})
+    for dom in doms:
+        row = [per.get((dom, s), 0) for s in SCENARIOS]
+        t.add_row(dom, *map(str, row), str(sum(row)))
+    tot = [sum(per.get((d, s), 0) for d in doms) for s in SCENARIOS]
+    t.add_row("total", *map(str, tot), str(sum(tot)))
+    return t
 
 
 def _summary(output: Path) -> None:
@@ -70,15 +77,7 @@ def _summary(output: Path) -> None:
     insts = list(read_outputs(output, QAInstance))
     if not insts:
         return
-    per = Counter((i.domain, i.scenario) for i in insts)
-    scen = ["single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop"]
-    t = Table("domain", *scen, "total", title=f"QA instances in {output}", title_justify="left")
-    for dom in sorted({d for d, _ in per}):
-        row = [per.get((dom, s), 0) for s in scen]
-        t.add_row(dom, *map(str, row), str(sum(row)))
-    tot = [sum(per.get((d, s), 0) for d in {d for d, _ in per}) for s in scen]
-    t.add_row("total", *map(str, tot), str(sum(tot)))
-    console.print(t)
+    console.print(_scenario_table(Counter((i.domain, i.scenario) for i in insts), f"QA instances in {output}"))
     hops = [len(i.sub_tasks) for i in insts]
     tool = sum(s.needs_tool for i in insts for s in i.sub_tasks)
     console.print(f"mean hops {sum(hops) / len(hops):.2f}; {tool}/{sum(hops)} sub-questions need a tool")
@@ -86,8 +85,7 @@ def _summary(output: Path) -> None:
 
 @app.command("decompose", rich_help_panel="Synthesize environments")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def decompose_cmd(
     output: OutputOpt,
     domains: DomainsOpt = None,
@@ -125,10 +123,11 @@ def decompose_cmd(
     from astra.envsynth.worlds import load_worlds
 
     scen = parse_scenarios(scenarios)
-    doms = _split(domains)
+    doms = comma_list(domains)
     runner_kw = runner.kwargs()
     if n is not None and n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    stage: Stage
     if knowledge is None and questions is None:
         budget = HopBudget.parse(hops, default="auto")
         ws = load_worlds(doms, extra=list(worlds or []))
@@ -160,8 +159,7 @@ def decompose_cmd(
 
 @app.command("validate", rich_help_panel="Synthesize environments")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def validate_cmd(
     qa: Annotated[Path, typer.Argument(help="QA instances JSONL (from `astra envs decompose`).")],
     output: OutputOpt,
@@ -178,8 +176,7 @@ def validate_cmd(
     then a percentile gate. Pass 1 writes OUTPUT's sibling <stem>.scored.jsonl."""
     from astra.envsynth.qa_stages import ScoreStage, default_validator, run_validate
 
-    if not qa.exists():
-        raise InputError("QA file not found", path=str(qa))
+    need_file(qa, "QA file")
     settings = llm_options.settings()
     which = validator or default_validator(settings)
     if which not in ("offline", "llm"):
@@ -214,15 +211,7 @@ def _env_summary(out_dir: Path) -> None:
     entries = list(read_outputs(index, EnvIndexEntry))
     if not entries:
         return
-    per = Counter((e.domain, e.scenario) for e in entries)
-    t = Table("domain", *SCENARIOS, "total", title=f"environments in {out_dir}", title_justify="left")
-    doms = sorted({d for d, _ in per})
-    for dom in doms:
-        row = [per.get((dom, s), 0) for s in SCENARIOS]
-        t.add_row(dom, *map(str, row), str(sum(row)))
-    tot = [sum(per.get((d, s), 0) for d in doms) for s in SCENARIOS]
-    t.add_row("total", *map(str, tot), str(sum(tot)))
-    console.print(t)
+    console.print(_scenario_table(Counter((e.domain, e.scenario) for e in entries), f"environments in {out_dir}"))
     tools = sum(len(e.tools) for e in entries)
     subs = sum(e.n_tool_subtasks for e in entries)
     console.print(f"{len(entries)} environments, {tools} tools serving {subs} tool sub-tasks "
@@ -231,8 +220,7 @@ def _env_summary(out_dir: Path) -> None:
 
 @app.command("synthesize", rich_help_panel="Synthesize environments")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def synthesize_cmd(
     qa: Annotated[Path, typer.Argument(help="Validated QA instances JSONL (from `astra envs validate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
@@ -262,10 +250,8 @@ def synthesize_cmd(
     from astra.envs.bundle import INDEX_NAME
     from astra.envsynth.synth_stages import SynthesizeStage
 
-    if not qa.exists():
-        raise InputError("QA file not found", path=str(qa))
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output must be a directory, {output} is a file")
+    need_file(qa, "QA file")
+    output_dir(output)
     settings = llm_options.settings()
     stage = SynthesizeStage(output, synthesizer=synthesizer, llm=settings, max_attempts=max_attempts,  # type: ignore[arg-type]
                             on_merge_fail=on_merge_fail, scale=scale, seed=seed,  # type: ignore[arg-type]
@@ -280,11 +266,12 @@ def synthesize_cmd(
 
 @app.command("stateful", rich_help_panel="Synthesize environments")
 @cli_errors
+@takes_runner_options("limit")
 def stateful_cmd(
     tasks: Annotated[Path, typer.Option("--tasks", help="Tasks JSONL (from `astra tasks generate`), with plans.")],
     tools: Annotated[Path, typer.Option("--tools", help="Tool servers JSONL (from `astra tools ingest`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (envs/).")],
-    limit: LimitOpt = None,
+    runner: RunnerOptions = RunnerOptions(),
     skip_exploit_check: Annotated[bool, typer.Option(
         "--skip-exploit-check", help="Keep environments without the integrity suite (gold 1, nothing 0, "
                                      "exploits <= 0.05, reset restores the state).")] = False,
@@ -300,15 +287,13 @@ def stateful_cmd(
     from astra.types import Task, ToolServer
 
     for p in (tasks, tools):
-        if not p.exists():
-            raise InputError("file not found", path=str(p))
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output must be a directory, {output} is a file")
+        need_file(p)
+    output_dir(output)
     if (output / "index.ledger.jsonl").exists():
         raise ConfigError(f"{output} holds a QA environment bundle (index.ledger.jsonl); use another directory")
     task_list = list(read_outputs(tasks, Task))
-    if limit is not None:
-        task_list = task_list[:limit]
+    if runner.limit is not None:
+        task_list = task_list[:runner.limit]
     servers = list(read_outputs(tools, ToolServer))
     if not task_list:
         raise InputError("no tasks", path=str(tasks))
@@ -342,10 +327,8 @@ def domains_cmd(
     from astra.io import write_json, write_jsonl
     from astra.types import ToolServer
 
-    if not tools.exists():
-        raise InputError("file not found", path=str(tools))
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output must be a directory, {output} is a file")
+    need_file(tools)
+    output_dir(output)
     servers = [s for s in read_outputs(tools, ToolServer) if s.call.kind == "doc_only"]
     if not servers:
         raise InputError("no doc-only servers", path=str(tools))

@@ -638,6 +638,7 @@ async def arun_bfcl(
 
     async def one(item: BfclEntry) -> EntryResult:
         run_name = f"{run_tag}_{re.sub(r'[^A-Za-z0-9_]', '_', item.id)}"
+        result: Any  # the model's answer as BFCL's scorers take it, or BFCL's failed-inference string
         async with sem:
             try:
                 try:
@@ -663,7 +664,7 @@ async def arun_bfcl(
         es = [e for e in entries if e.category == cat]
         scores.append(CategoryScore(cat, len(es), sum(e.valid for e in es)))
     scores = [s for s in scores if s.total]
-    label = model_label or getattr(client, "provider_id", "model")
+    label = str(model_label or getattr(client, "provider_id", "model"))
     report = BfclReport(label, scores, summarize(scores), entries, seconds=time.perf_counter() - t0)
     if output is not None:
         write_outputs(report, Path(output))

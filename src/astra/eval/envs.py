@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from pydantic import BaseModel, Field
@@ -259,11 +259,13 @@ def _distractor_sampler(mode: str, pool: Sequence[Environment], seed: int) -> An
     if mode == "none":
         return None
     from astra.envs import DistractorSampler
+    from astra.envs.distractors import Mode
 
+    kind = cast(Mode, mode)  # DistractorSampler checks the value
     try:
-        return DistractorSampler(list(pool), mode=mode, seed=seed)
+        return DistractorSampler(list(pool), mode=kind, seed=seed)
     except TypeError:  # an older / different signature
-        return DistractorSampler(list(pool), mode=mode)
+        return DistractorSampler(list(pool), mode=kind)
 
 
 def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str | Any], *, limit: int | None = None,

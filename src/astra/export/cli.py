@@ -14,17 +14,11 @@ from typing import Annotated
 
 import typer
 
-from astra.cli_common import cli_errors, console, note
+from astra.cli_common import cli_errors, command_group, console, note
 from astra.errors import NothingProduced
 from astra.export.sft import FORMATS, MANIFEST, export_sft
 
-app = typer.Typer(name="export", no_args_is_help=True, add_completion=False,
-                  help="Export judged trajectories as training data.")
-
-
-@app.callback()
-def _export() -> None:
-    """Export judged trajectories as training data."""
+app = command_group("export", "Export judged trajectories as training data.")
 
 
 @app.command("sft")

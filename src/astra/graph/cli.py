@@ -21,10 +21,12 @@ from rich.table import Table
 from astra.cli_common import (
     RunnerOptions,
     cli_errors,
+    command_group,
     console,
+    need_file,
     run_stage_cli,
-    takes_llm_options,
     takes_runner_options,
+    takes_stage_options,
 )
 from astra.errors import ConfigError, InputError
 from astra.graph.dataflow import EDGE_THRESHOLD
@@ -42,12 +44,8 @@ from astra.llm.options import LLMOptions
 from astra.pipeline import read_outputs
 from astra.types import Chain
 
-app = typer.Typer(
-    name="graph",
-    help="Tool-call transition graphs per server, candidate chains by weighted random walks, "
-         "and chain verification that filters.",
-    no_args_is_help=True,
-)
+app = command_group("graph", "Tool-call transition graphs per server, candidate chains by weighted random walks, "
+                             "and chain verification that filters.")
 
 
 def _graphs_output(output: Path) -> Path:
@@ -56,8 +54,7 @@ def _graphs_output(output: Path) -> Path:
 
 @app.command("build")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def build_cmd(
     tools: Annotated[Path, typer.Argument(help="Tool servers (tools.jsonl from `astra tools`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help=f"Output directory ({GRAPHS_FILE} is written inside) or a .jsonl path.")],
@@ -76,8 +73,7 @@ def build_cmd(
     runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Build one transition graph per server (writes OUTPUT/graphs.jsonl)."""
-    if not tools.exists():
-        raise InputError("tools file not found", path=str(tools))
+    need_file(tools, "tools file")
     src = source or ("dataflow,llm" if llm_options.configured else "dataflow")
     stage = BuildGraphStage(sources=parse_sources(src), llm=llm_options.settings(), proposals=proposals,
                             chains_per_proposal=chains_per_proposal, max_len=max_len, temperature=temperature,
@@ -135,8 +131,7 @@ def chains_cmd(
 
 @app.command("verify")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def verify_cmd(
     chains: Annotated[Path, typer.Argument(help="Chains JSONL from `astra graph chains`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL of the chains that pass.")],
@@ -154,16 +149,14 @@ def verify_cmd(
     runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Keep the chains that pass every selected check; rejections name the failing check."""
-    if not chains.exists():
-        raise InputError("chains file not found", path=str(chains))
+    need_file(chains, "chains file")
     spec = checks or ("args,vote,backtranslate" if llm_options.configured else "args")
     try:
         selected = parse_checks(spec)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     tools_path = tools or default_tools_path(chains)
-    if not tools_path.exists():
-        raise InputError("tools file not found", path=str(tools_path))
+    need_file(tools_path, "tools file")
     bt = llm_options.settings(bt_llm) if bt_llm else None
     stage = VerifyChainsStage(str(tools_path), checks=selected, votes=votes, llm=llm_options.settings(), bt_llm=bt)
     console.print(f"checks: {', '.join(selected)}; servers from {tools_path}")

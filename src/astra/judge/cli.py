@@ -19,16 +19,14 @@ from astra.cli_common import (
     RunnerOptions,
     cli_errors,
     run_stage_cli,
-    takes_llm_options,
-    takes_runner_options,
+    takes_stage_options,
 )
 from astra.judge.stages import DEFAULT_MIN_SCORE, JudgeStage
 from astra.llm.options import LLMOptions
 
 
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def judge_command(
     trajectories: Annotated[Path, typer.Argument(help="Trajectories JSONL (astra rollout).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Judged trajectories that pass, JSONL.")],

@@ -242,7 +242,7 @@ class Judge:
             name, res = next(((n, r) for n, r in errors if is_endpoint_failure(r)), errors[0])
             res.judge_part = name  # type: ignore[attr-defined]
             raise res
-        got = dict(zip(names, results, strict=True))
+        got: dict[str, Any] = dict(zip(names, results, strict=True))
         parts: dict[str, Any] = {"rounds": [], "necessity": {}, "relevance": None, "faithfulness": None}
         if "first" in got:
             f: FirstTurnVerdict = got["first"]
@@ -306,7 +306,7 @@ class Judge:
         if not verdicts:
             dims["conciseness"] = DimensionResult(score=0.0, method="rule", reason="no tool calls were made")
         else:
-            per_call = []
+            per_call: list[dict[str, Any]] = []
             for v in verdicts:
                 if v.score is not None:
                     per_call.append({"id": v.call.id, "score": v.score, "by": "rule", "reason": v.reason})
@@ -314,11 +314,11 @@ class Judge:
                     sc, rs = parts["necessity"][v.call.id]
                     per_call.append({"id": v.call.id, "score": sc, "by": soft, "reason": rs})
             score = _mean([p["score"] for p in per_call])
-            low = [p["reason"] for p in per_call if p["score"] < 1]
+            low_reasons = [p["reason"] for p in per_call if p["score"] < 1]
             by_rule = sum(1 for p in per_call if p["by"] == "rule")
             method = "rule" if by_rule == len(per_call) else f"rule+{soft}"
             reason = (f"{sum(p['score'] for p in per_call):g}/{len(per_call)} calls necessary and non-redundant"
-                      + ("; " + " | ".join(low[:4]) if low else ""))
+                      + ("; " + " | ".join(low_reasons[:4]) if low_reasons else ""))
             dims["conciseness"] = DimensionResult(score=score, method=method, reason=reason,
                                                   details={"calls": per_call})
 

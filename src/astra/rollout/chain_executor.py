@@ -62,7 +62,7 @@ def _find_key(value: Any, key: str, *, collect: bool) -> Any:
     found: list[Any] = []
     frontier = [value]
     while frontier:
-        nxt = []
+        nxt: list[Any] = []
         for v in frontier:
             if isinstance(v, dict):
                 if key in v and v[key] is not None:
@@ -242,7 +242,7 @@ async def run_chain_executor(task: Task, toolset: ToolSet, *, server: ToolServer
             turn += 1
             if turn > max_turns - 1:  # leave the last turn for the final answer
                 raise fail("max_turns", f"the plan needs more than {max_turns} turns")
-            calls = [{"id": f"call_{turn}_{k}", "name": plan.steps[i].tool,
+            calls: list[dict[str, Any]] = [{"id": f"call_{turn}_{k}", "name": plan.steps[i].tool,
                       "arguments": json.dumps(call_args[i], ensure_ascii=False), "step": i}
                      for k, i in enumerate(pending)]
             messages.append({"role": "assistant", "content": text, "tool_calls": [

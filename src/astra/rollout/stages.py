@@ -37,7 +37,7 @@ from astra.rollout.backends import BackendUnavailable, SessionOpener
 from astra.rollout.chain_executor import run_chain_executor
 from astra.rollout.emulator import DEFAULT_FAILURE_RATE, DEFAULT_QUERY_P
 from astra.rollout.toolset import BackendPool
-from astra.types import Rejection, Task, ToolServer, Trajectory
+from astra.types import Record, Rejection, Task, ToolServer, Trajectory
 
 CHAIN_EXECUTOR = "chain-executor"
 #: The tiny embedded default model: it cannot emulate tools, so it is never the implicit emulator.
@@ -206,7 +206,8 @@ class RolloutStage(LLMStage[Task, Trajectory]):
         if server is None:
             return StageResult.reject(record.id, "unknown_server",
                                       f"server {record.server!r} is not in the tools file")
-        outputs, rejections = [], []
+        outputs: list[Record] = []
+        rejections: list[Rejection] = []
         for k in range(self.samples):
             try:
                 outputs.append(await self.rollout(record, server, k))

@@ -25,11 +25,12 @@ from astra.cli_common import (
     RunnerOptions,
     check_manifest,
     cli_errors,
+    command_group,
     console,
+    need_file,
     print_manifest,
     run_stage_cli,
-    takes_llm_options,
-    takes_runner_options,
+    takes_stage_options,
 )
 from astra.errors import ConfigError, InputError
 from astra.llm import LLMSettings
@@ -51,12 +52,8 @@ from astra.tasks.stages import (
 )
 from astra.types import Chain, ToolServer
 
-app = typer.Typer(
-    name="tasks",
-    help="User tasks from verified chains and servers: generate (offline or LLM), augment, score and "
-         "deduplicate.",
-    no_args_is_help=True,
-)
+app = command_group("tasks", "User tasks from verified chains and servers: generate (offline or LLM), augment, score and "
+                             "deduplicate.")
 
 ToolsOpt = Annotated[str | None, typer.Option(
     "--tools", help="Tool servers: tools.jsonl from `astra tools ingest` (or any ingest source, e.g. 'sample'). "
@@ -94,8 +91,7 @@ def _servers(tools: str | None, chains: Path | None, *, required: bool) -> list[
 
 @app.command("generate")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options(help={"limit": "Use only the first N chains and the first N servers (per mode)."})
+@takes_stage_options(help={"limit": "Use only the first N chains and the first N servers (per mode)."})
 def generate_cmd(
     chains: Annotated[Path | None, typer.Argument(
         help="Verified chains (verified.jsonl from `astra graph verify`); optional with --mode server.")] = None,
@@ -120,8 +116,8 @@ def generate_cmd(
     modes = parse_generation_modes(mode)
     if "chain" in modes and chains is None:
         raise ConfigError("chain mode needs the verified chains file as argument (or use --mode server)")
-    if chains is not None and not chains.exists():
-        raise InputError("chains file not found", path=str(chains))
+    if chains is not None:
+        need_file(chains, "chains file")
     backend = _resolve_backend(generator, llm_options.spec, "generator")
     servers = _servers(tools, chains, required=True)
     chain_records: list[Chain] = list(read_outputs(chains, Chain)) if chains is not None and "chain" in modes else []
@@ -140,8 +136,7 @@ def generate_cmd(
 
 @app.command("augment")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def augment_cmd(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (from `astra tasks generate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL: originals and their variants.")],
@@ -158,8 +153,7 @@ def augment_cmd(
     runner: RunnerOptions = RunnerOptions(),
 ) -> None:
     """Augment tasks: keep each original and add diversity / complexity / persona variants."""
-    if not tasks.exists():
-        raise InputError("tasks file not found", path=str(tasks))
+    need_file(tasks, "tasks file")
     backend = _resolve_backend(augmenter, llm_options.spec, "augmenter")
     stage = AugmentStage(modes=modes, per_mode=per_mode, augmenter=backend,
                          llm=_settings(backend, llm_options),
@@ -169,8 +163,7 @@ def augment_cmd(
 
 @app.command("score")
 @cli_errors
-@takes_llm_options()
-@takes_runner_options()
+@takes_stage_options()
 def score_cmd(
     tasks: Annotated[Path, typer.Argument(help="Tasks JSONL (from `astra tasks augment` or `generate`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL of the kept tasks; every scored "
@@ -192,8 +185,7 @@ def score_cmd(
 ) -> None:
     """Score tasks (quality, realism, necessity, difficulty, uniqueness), keep those passing every
     threshold, and drop near duplicates."""
-    if not tasks.exists():
-        raise InputError("tasks file not found", path=str(tasks))
+    need_file(tasks, "tasks file")
     for name, v in (("--min-quality", min_quality), ("--min-realism", min_realism),
                     ("--min-necessity", min_necessity), ("--min-difficulty", min_difficulty),
                     ("--min-uniqueness", min_uniqueness)):

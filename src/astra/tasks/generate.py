@@ -149,7 +149,7 @@ def build_task(server: ToolServer, *, tid: str, query: str, plan: Plan, mode: st
         meta["final_result"] = _preview(results[-1])
         meta["step_results"] = [_preview(r, 1500) for r in results]
     meta.update(extra_meta or {})
-    return Task(id=tid, server=server.name, query=query, target_tools=plan.tools, mode=mode,  # type: ignore[arg-type]
+    return Task(id=tid, server=server.name, query=query, target_tools=plan.tools, mode=mode,
                 chain=list(chain) if chain else None, arguments=plan.model_dump(mode="json"),
                 language=language, meta=meta)
 

@@ -15,17 +15,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from astra.cli_common import ConfigOpt, cli_errors, console
+from astra.cli_common import ConfigOpt, cli_errors, command_group, console
 from astra.cli_config import takes_config
 from astra.train.sft import SFTRunConfig
 
-app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
-                  help="Train tool-using agents: SFT on trajectories, then multi-turn RL on environments.")
-
-
-@app.callback()
-def _train() -> None:
-    """Train tool-using agents: SFT on trajectories, then multi-turn RL on environments."""
+app = command_group("train", "Train tool-using agents: SFT on trajectories, then multi-turn RL on environments.")
 
 
 @app.command("sft")

@@ -251,7 +251,7 @@ def load_sft_data(path: str | Path) -> SFTData:
                     entries = json.loads(info.read_text("utf-8"))
                 except json.JSONDecodeError as e:
                     raise InputError(f"invalid JSON ({e.msg})", path=str(info)) from None
-                entry = next(iter(entries.values()), {}) if isinstance(entries, dict) else {}
+                entry: dict[str, Any] = next(iter(entries.values()), {}) if isinstance(entries, dict) else {}
                 if entry.get("formatting") == "sharegpt":
                     fmt, name = "sharegpt", entry.get("file_name", name)
             if not (p / name).exists():

@@ -253,7 +253,8 @@ def _device_and_precision(cfg: SFTRunConfig) -> tuple[str, str]:
 def format_prompts(records: list[dict[str, Any]], n: int) -> list[tuple[list[dict], list[dict], str | None]]:
     """Up to ``n`` (messages, tools, expected first tool) contexts that end right before an
     assistant turn that calls tools: first turns of each conversation, then later ones."""
-    first, later = [], []
+    first: list[tuple[list[dict], list[dict], str | None]] = []
+    later: list[tuple[list[dict], list[dict], str | None]] = []
     for rec in records:
         tools = json.loads(rec["tools"])
         seen_first = False

@@ -46,7 +46,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from astra.errors import ConfigError
 from astra.train.rl_config import RLConfig, VerlJob
@@ -87,9 +87,9 @@ def build_rows(envs: Sequence[Any], *, reward: str, max_turns: int, distractors:
         for t in env.tools:
             owner.setdefault(_tool_key(t.tool.name, t.code), env.id)
     if distractor_sampler is None and distractors != "none" and distractor_k > 0:
-        from astra.envs.distractors import DistractorSampler
+        from astra.envs.distractors import DistractorSampler, Mode
 
-        distractor_sampler = DistractorSampler(envs, mode=distractors, k=distractor_k, seed=seed)
+        distractor_sampler = DistractorSampler(envs, mode=cast(Mode, distractors), k=distractor_k, seed=seed)
     rows = []
     for i, env in enumerate(envs):
         picked = distractor_sampler.sample(env) if distractor_sampler is not None and distractors != "none" else []
