@@ -672,3 +672,25 @@ def test_rollouts_of_a_group_share_the_prompt(tokenizer, tmp_path):
         assert len({tuple(s.input_ids[: s.prompt_len]) for s in g.samples}) == 1
     seeds = [s.seed for s in FakeSession.instances]
     assert seeds[:3] == [seeds[0]] * 3 and seeds[3] != seeds[0]
+
+
+def test_hop_curriculum_orders_each_pass_by_hops_and_shuffles_within():
+    from types import SimpleNamespace as NS
+
+    from astra.train.rl import env_hops, epoch_order
+
+    def env(name: str, levels: list[int]) -> NS:
+        subs = [NS(id=f"s{i}", hop_level=lv, needs_tool=True) for i, lv in enumerate(levels)]
+        return NS(id=name, instance=NS(sub_tasks=subs), tools=[])
+
+    envs = [env(f"e{i}", lv) for i, lv in enumerate([[1, 2, 3], [1], [1, 1], [1, 2], [1], [1, 2, 3, 4], [1]] * 3)]
+    assert [env_hops(e) for e in envs[:7]] == [3, 1, 1, 2, 1, 4, 1]  # parallel sub-tasks of a level: one hop
+    plain = epoch_order(envs, seed=0, epoch=0)
+    hops = epoch_order(envs, seed=0, epoch=0, curriculum="hops")
+    assert sorted(plain) == sorted(hops) == list(range(len(envs)))
+    assert [env_hops(envs[i]) for i in hops] == sorted(env_hops(e) for e in envs)
+    assert [env_hops(envs[i]) for i in plain] != sorted(env_hops(e) for e in envs)
+    # within a hop count, the pass's seeded shuffle decides: another pass, another order
+    ones = [i for i in hops if env_hops(envs[i]) == 1]
+    again = [i for i in epoch_order(envs, seed=0, epoch=1, curriculum="hops") if env_hops(envs[i]) == 1]
+    assert sorted(ones) == sorted(again) and ones != again

@@ -28,12 +28,12 @@ PROFILES: dict[str, dict[str, int | float | str]] = {
     # held-out environment is evaluated, with 3 tool turns (then one answer turn).
     "tiny": {"walks": 60, "max_per_server": 4, "per_chain": 1, "qa_n": 2, "sft_steps": 12, "sft_batch": 2,
              "sft_lr": 1e-4, "sft_max_length": 1024, "format_check": 2, "format_tokens": 128, "rl_steps": 1,
-             "rl_group": 2, "rl_batch": 2, "rl_rounds": 4, "rl_turns": 2, "eval_n": 10_000, "max_turns": 3,
+             "rl_group": 2, "rl_batch": 2, "rl_rounds": 4, "rl_turns": 2, "rl_curriculum": "hops", "eval_n": 10_000, "max_turns": 3,
              "bfcl_categories": "simple", "bfcl_n": 2},
     # default: the full sample, more SFT and RL steps (~42 minutes on 2 CPU cores)
     "default": {"walks": 200, "max_per_server": 50, "per_chain": 2, "qa_n": 8, "sft_steps": 12, "sft_batch": 2,
                 "sft_lr": 1e-4, "sft_max_length": 2048, "format_check": 4, "format_tokens": 256, "rl_steps": 6,
-                "rl_group": 4, "rl_batch": 4, "rl_rounds": 3, "rl_turns": 2, "eval_n": 8, "max_turns": 4,
+                "rl_group": 4, "rl_batch": 4, "rl_rounds": 3, "rl_turns": 2, "rl_curriculum": "none", "eval_n": 8, "max_turns": 4,
                 "bfcl_categories": "simple,multiple", "bfcl_n": 5},
 }
 
@@ -111,7 +111,8 @@ def plan(out: Path, profile: str) -> list[Step]:
                           "-o", f"{o}/ckpt/rl", "--group-size", str(p["rl_group"]), "--batch", str(p["rl_batch"]),
                           "--groups-per-round", "1", "--max-rollout-rounds", str(p["rl_rounds"]),
                           "--max-steps", str(p["rl_steps"]), "--max-turns", str(p["rl_turns"]),
-                          "--max-new-tokens", "64"], f"{o}/ckpt/rl/metrics.jsonl", runner=False, training=True),
+                          "--max-new-tokens", "64", "--curriculum", str(p["rl_curriculum"])],
+             f"{o}/ckpt/rl/metrics.jsonl", runner=False, training=True),
         Step("eval envs", ["eval", "envs", f"{o}/envsplit/heldout", "--model", "embedded",
                            "--model", f"{o}/ckpt/sft", "--model", f"{o}/ckpt/rl", "--limit", str(p["eval_n"]),
                            "--max-turns", str(p["max_turns"]), "--max-tokens", "96",

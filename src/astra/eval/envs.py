@@ -36,7 +36,7 @@ from rich.text import Text
 
 from astra.cli_common import takes_llm_options
 from astra.errors import ConfigError
-from astra.eval.local import is_local
+from astra.eval.local import is_local, weights_digest
 from astra.llm.options import LLMOptions
 from astra.types import Environment
 
@@ -71,6 +71,9 @@ class Metrics(BaseModel):
     precision: float = 0.0
     turns: float = 0.0
     calls: float = 0.0
+    #: Mean share of an environment's tool sub-tasks whose call was made correctly, whatever
+    #: the final answer (a diagnostic of tool use; the reward is gated on the answer).
+    subtasks: float = 0.0
     errors: int = 0
     #: 95% percentile-bootstrap intervals over the environments: ``{metric: [low, high]}``
     #: for success_rate / f1 / recall / precision, plus ``level``, ``method``, ``resamples``.
@@ -97,12 +100,16 @@ class Metrics(BaseModel):
         return cls(n=n, success_rate=mean(lambda e: float(e.success)), f1=mean(lambda e: e.f1),
                    recall=mean(lambda e: e.recall), precision=mean(lambda e: e.precision),
                    turns=mean(lambda e: e.turns), calls=mean(lambda e: e.calls),
-                   errors=sum(e.error is not None for e in eps), ci=ci)
+                   subtasks=mean(_subtask_share), errors=sum(e.error is not None for e in eps), ci=ci)
+
+
+def _subtask_share(e: EpisodeResult) -> float:
+    return len(e.solved) / e.n_subtasks if e.n_subtasks else 0.0
 
 
 _CI_METRICS: dict[str, Callable[[EpisodeResult], float]] = {
     "success_rate": lambda e: float(e.success), "f1": lambda e: e.f1, "recall": lambda e: e.recall,
-    "precision": lambda e: e.precision}
+    "precision": lambda e: e.precision, "subtasks": _subtask_share}
 
 
 class ModelResult(BaseModel):
@@ -111,6 +118,9 @@ class ModelResult(BaseModel):
     by_scenario: dict[str, Metrics] = Field(default_factory=dict)
     episodes: list[EpisodeResult] = Field(default_factory=list)
     seconds: float = 0.0
+    #: Set when this model's weights are byte-identical to an earlier model's (e.g. an RL run
+    #: that made no update): its greedy episodes are that model's, not played again.
+    same_weights_as: str | None = None
 
 
 class EnvEvalReport(BaseModel):
@@ -148,7 +158,8 @@ class EnvEvalReport(BaseModel):
 
         t = Table(title=f"held-out environments ({self.n_envs}, max {self.max_turns} turns, "
                         f"distractors {self.distractors})", title_justify="left")
-        for col in ("model", "scenario", "n", "success", "F1", "recall", "precision", "turns", "calls"):
+        for col in ("model", "scenario", "n", "success", "F1", "recall", "precision", "sub-tasks", "turns",
+                    "calls"):
             t.add_column(col, justify="left" if col in ("model", "scenario") else "right")
         for m in self.models:
             rows = [("all", m.overall)] + sorted(m.by_scenario.items(), key=lambda kv: _scenario_rank(kv[0]))
@@ -156,10 +167,14 @@ class EnvEvalReport(BaseModel):
                 f1 = f"{x.f1:.3f}" + (f" [{x.ci['f1'][0]:.2f}, {x.ci['f1'][1]:.2f}]" if "f1" in x.ci else "")
                 t.add_row(m.model if i == 0 else "", sc if i else Text("all", style="bold"), str(x.n),
                           f"{x.success_rate:.3f}", f1, f"{x.recall:.3f}", f"{x.precision:.3f}",
-                          f"{x.turns:.2f}", f"{x.calls:.2f}")
+                          f"{x.subtasks:.3f}", f"{x.turns:.2f}", f"{x.calls:.2f}")
             t.add_section()
+        notes = ["sub-tasks: share of each environment's tool calls made right, answer aside (not the reward)"]
         if any("f1" in m.overall.ci for m in self.models):
-            t.caption = "F1 [95% bootstrap interval over the environments]"
+            notes.insert(0, "F1 [95% bootstrap interval over the environments]")
+        notes += [f"{m.model}: the same weights as {m.same_weights_as}, its episodes reused"
+                  for m in self.models if m.same_weights_as]
+        t.caption = "; ".join(notes)
         return t
 
     def comparison_lines(self) -> list[str]:
@@ -297,7 +312,14 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
                            engine="chat" if engine == "chat" else "hf")
     if engine not in ENGINES:
         raise ConfigError(f"unknown evaluation engine {engine!r} (use {', '.join(ENGINES)})")
+    played: dict[str, ModelResult] = {}  # weights digest -> the result of the model that had them
     for m in models:
+        digest = weights_digest(model_spec(m)) if isinstance(m, str) and temperature == 0 else None
+        if digest is not None and digest in played:
+            first = played[digest]
+            report.models.append(first.model_copy(update={"model": m, "seconds": 0.0,
+                                                          "same_weights_as": first.model}))
+            continue
         if isinstance(m, str) and engine in ("hf", "auto") and is_local(model_spec(m)):
             from astra.eval.local import evaluate_local
 
@@ -306,6 +328,8 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
                                                 sampler=sampler, seed=seed, temperature=temperature,
                                                 max_tokens=max_tokens, batch=concurrency,
                                                 session_factory=session_factory, on_episode=on_episode))
+            if digest is not None:
+                played[digest] = report.models[-1]
             continue
         if isinstance(m, str):
             spec = model_spec(m)
@@ -318,6 +342,8 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
                                           concurrency=concurrency, session_factory=session_factory,
                                           on_episode=on_episode))
         report.models.append(res)
+        if digest is not None:
+            played[digest] = res
     report.comparisons = report.compare()
     return report
 

@@ -18,8 +18,11 @@ calls it can parse from it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from astra.types import Environment
@@ -28,6 +31,43 @@ from astra.types import Environment
 def is_local(spec: str) -> bool:
     """Whether a provider spec (``astra.eval.model_spec``) names a model this process loads."""
     return spec in ("embedded", "default") or spec.startswith("embedded:")
+
+
+#: The files of a model directory that decide what it generates (JSON ones compared without
+#: the tokenizer's padding/truncation state, which a save records but generation ignores:
+#: the engines pad explicitly).
+_MODEL_FILES = ("*.safetensors", "pytorch_model*.bin", "adapter_model.bin", "config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "chat_template.jinja")
+_IGNORED_KEYS = frozenset({"padding", "truncation", "padding_side", "truncation_side", "max_length",
+                           "pad_to_multiple_of", "pad_token_type_id", "stride"})
+
+
+def weights_digest(spec: str) -> str | None:
+    """A content digest of a local model directory (weights, config, tokenizer, chat
+    template), or None when the spec is not a local directory. Two directories with the
+    same digest generate the same greedy replies."""
+    if not is_local(spec):
+        return None
+    from astra.llm.embedded import resolve_model_path
+
+    ref = spec.split(":", 1)[1] if ":" in spec else None
+    path = Path(resolve_model_path(ref))
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for pattern in _MODEL_FILES:
+        for f in sorted(path.glob(pattern)):
+            h.update(f.name.encode() + b"\0")
+            if f.suffix == ".json":
+                data = json.loads(f.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    data = {k: v for k, v in data.items() if k not in _IGNORED_KEYS}
+                h.update(json.dumps(data, sort_keys=True).encode())
+                continue
+            with f.open("rb") as fh:
+                while block := fh.read(1 << 22):
+                    h.update(block)
+    return h.hexdigest()
 
 
 def evaluate_local(envs: Sequence[Environment], spec: str, *, label: str, max_turns: int, sampler: Any,

@@ -119,6 +119,26 @@ def default_session_factory(cfg: RLConfig, pool: Any = None) -> SessionFactory:
     return make
 
 
+def env_hops(env: Any) -> int:
+    """Hop count of an environment: the dependency depth of its tool sub-tasks (a QA
+    environment: its instance's hop levels; a stateful one: the gold plan's steps)."""
+    inst = getattr(env, "instance", None)
+    subs = [s for s in getattr(inst, "sub_tasks", None) or [] if getattr(s, "needs_tool", True)]
+    if subs:
+        return len({getattr(s, "hop_level", i) for i, s in enumerate(subs)})
+    return max(1, len(getattr(env, "tools", None) or []))
+
+
+def epoch_order(envs: Sequence[Any], *, seed: int, epoch: int, curriculum: str = "none") -> list[int]:
+    """The order of one pass over ``envs``: a seeded shuffle; with the ``hops`` curriculum,
+    sorted by :func:`env_hops` (stable, so shuffled within each hop count)."""
+    order = list(range(len(envs)))
+    random.Random(seed * 7919 + epoch).shuffle(order)
+    if curriculum == "hops":
+        order.sort(key=lambda i: env_hops(envs[i]))
+    return order
+
+
 def _env_id(env: Any) -> str:
     return str(getattr(env, "id", None) or getattr(getattr(env, "instance", None), "id", "env"))
 
@@ -228,8 +248,8 @@ class RLTrainer:
         picked = []
         for _ in range(k):
             if self._cursor >= len(self._order):
-                self._order = list(range(len(self.envs)))
-                random.Random(self.cfg.seed * 7919 + self._epoch).shuffle(self._order)
+                self._order = epoch_order(self.envs, seed=self.cfg.seed, epoch=self._epoch,
+                                          curriculum=self.cfg.curriculum)
                 self._epoch += 1
                 self._cursor = 0
             picked.append(self.envs[self._order[self._cursor]])

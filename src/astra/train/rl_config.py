@@ -67,6 +67,9 @@ class RLConfig(BaseModel):
     keep_checkpoints: int = Field(2, description="Checkpoints kept.")
     resume: bool = Field(False, description=(
         "Continue from the newest checkpoint in -o, reusing the journaled rollouts made after it."))
+    curriculum: Literal["none", "hops"] = Field("none", description=(
+        "Environment order within each pass: none (seeded shuffle) | hops (fewest hops first: "
+        "single-hop environments, then two-hop, ...; shuffled within a hop count)."))
     seed: int = Field(0, description="Seed (environment order, sampling, distractors).")
     device: str = Field("auto", description="auto (CUDA when available) | cpu | cuda[:N].")
     threads: int | None = Field(None, description="torch CPU threads (default: min(2, cores)).")
