@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra.choices import check_choice
 from astra.envs.arguments import SchemaUnusable, argument_problem, parse_arguments
 from astra.envs.reward import REWARD_KINDS, episode_reward, reward_parts, trajectory_reward
 from astra.errors import AstraError
@@ -259,8 +260,7 @@ class SessionBase:
     def _keep_settings(self, env: Any, *, max_turns: int, reward: str, seed: int, system_prompt: str | None,
                        pool: SandboxPool | None) -> None:
         """Check and keep the settings every session takes."""
-        if reward not in REWARD_KINDS:
-            raise ValueError(f"unknown reward kind {reward!r} (use {', '.join(REWARD_KINDS)})")
+        check_choice(reward, REWARD_KINDS, "reward kind")
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.env = env

@@ -96,13 +96,12 @@ class ComposeStage(_QAStage):
         return {"hops": self.hops, "scenarios": self.scenarios, "seed": self.seed, "worlds": self.world_paths}
 
     async def process(self, record: QAInstance) -> StageResult:
-        if self._worlds is None:
-            raise ConfigError("envs.compose: setup() was not called")
+        worlds = self.from_setup(self._worlds)
         try:
             inst = check_decomposition(record, budget=self.hops, scenarios=self.scenarios)
         except Rejected as r:
             return StageResult.reject(record.id, r.reason, r.detail)
-        world = self._worlds.get(str(record.meta.get("world", record.domain)))
+        world = worlds.get(str(record.meta.get("world", record.domain)))
         if world is None:
             return StageResult.reject(record.id, "unknown_world", f"no knowledge world {record.meta.get('world')!r}")
         problems = check_gold(inst, world)
@@ -135,10 +134,9 @@ class DecomposeStage(_QAStage):
                 "max_repairs": self.max_repairs, "max_tokens": self.max_tokens}
 
     async def process(self, record: DecomposeRequest) -> StageResult:
-        if self._client is None:
-            raise ConfigError("envs.decompose: setup() was not called (no LLM client)")
+        client = self.from_setup(self._client, " (no LLM client)")
         try:
-            inst = await decompose_request(self._client, record, scenarios=self.scenarios,
+            inst = await decompose_request(client, record, scenarios=self.scenarios,
                                            temperature=self.temperature, max_repairs=self.max_repairs,
                                            max_tokens=self.max_tokens)
         except Rejected as r:
