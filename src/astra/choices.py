@@ -10,6 +10,13 @@ def comma_items(spec: str | Iterable[str]) -> list[str]:
     return [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
 
 
+def check_choice(value: str, choices: Sequence[str], what: str, error: type[Exception] = ValueError) -> str:
+    """``value``, which must be one of ``choices``: otherwise ``error("unknown <what> 'value' (use a, b)")``."""
+    if value not in choices:
+        raise error(f"unknown {what} {value!r} (use {', '.join(choices)})")
+    return value
+
+
 def parse_choices(spec: str | Iterable[str], choices: Sequence[str], what: str) -> list[str]:
     """The items of ``spec``, each one of ``choices``, in the order of ``choices`` and without
     repeats; any other item raises ``ValueError("unknown <what>(s) [...]; choose from ...")``."""

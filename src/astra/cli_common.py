@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from astra.choices import comma_items
 from astra.cli_config import Flag, takes_options
 from astra.errors import AstraError, ConfigError, InputError, NothingProduced, StageFailed
 from astra.io import os_error_message
@@ -160,8 +161,7 @@ def comma_list(s: str | None) -> list[str] | None:
     """The items of a comma list option (``a, b,c``), or None when it is unset or empty."""
     if s is None:
         return None
-    items = [x.strip() for x in s.split(",") if x.strip()]
-    return items or None
+    return comma_items(s) or None
 
 
 def need_file(path: Path, what: str = "file") -> Path:

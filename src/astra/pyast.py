@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import ast
 import threading
-from typing import Any
+from typing import Any, Literal, overload
 
 #: held while source text is turned into an AST; re-entrant, so a finalizer that parses
 #: on the same thread does not deadlock
 LOCK = threading.RLock()
 
 
+@overload
+def parse(source: str, mode: Literal["exec"] = "exec") -> ast.Module: ...
+@overload
+def parse(source: str, mode: Literal["eval"]) -> ast.Expression: ...
+@overload
+def parse(source: str, mode: str) -> ast.AST: ...
 def parse(source: str, mode: str = "exec") -> ast.AST:
     """``ast.parse(source, mode=mode)`` under :data:`LOCK`."""
     with LOCK:

@@ -68,7 +68,7 @@ def annotation_of(schema: dict[str, Any]) -> Any:
     """A Python type hint for a JSON-schema property (what ``get_json_schema`` maps back)."""
     enum = schema.get("enum")
     if enum and all(isinstance(v, str | int | float | bool) for v in enum):
-        return Literal[tuple(enum)]  # type: ignore[valid-type]
+        return Literal[tuple(enum)]
     t = _json_type(schema)
     if t == "array":
         item = _PY.get(_json_type(schema.get("items") or {}) or "", None)
@@ -274,7 +274,8 @@ def trl_grpo_trainer(envs: Sequence[Environment], *, model: Any, tokenizer: Any,
     rows = trl_dataset_rows(envs, system_prompt=system_prompt)
     factories = trl_environment_factories(envs, sampler=sampler, reward=reward, pool=pool, seed=seed)
     return GRPOTrainer(model=model, processing_class=tokenizer, args=args, train_dataset=Dataset.from_list(rows),
-                       environment_factory=factories, reward_funcs=[final_answer_hook, *kw.pop("reward_funcs", [])],
+                       environment_factory=factories,  # type: ignore[arg-type]  # dict is invariant; the classes are factories
+                       reward_funcs=[final_answer_hook, *kw.pop("reward_funcs", [])],
                        **kw)
 
 
@@ -290,7 +291,8 @@ def _final_text(completion: Any) -> str | None:
     return None
 
 
-def final_answer_hook(completions: list[Any], environments: list[Any] | None = None, **_: Any) -> list[None]:
+def final_answer_hook(completions: list[Any], environments: list[Any] | None = None,
+                      **_: Any) -> list[float | None]:
     """A TRL reward function that records each rollout's final answer in its environment
     (so ``get_reward`` can judge leaf non-tool steps) and contributes no reward (``None``)."""
     for completion, env in zip(completions, environments or [], strict=False):

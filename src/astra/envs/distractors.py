@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from astra.choices import check_choice
 from astra.embeddings import Embedder, HashEmbedder, MiniLMEmbedder, cosine, minilm_path
 from astra.errors import ConfigError
 from astra.types import Environment, EnvTool, Tool
@@ -85,8 +86,7 @@ class DistractorSampler:
 
     def __init__(self, envs: Sequence[Environment], mode: Mode = "banded", k: int = 2, seed: int = 0, *,
                  embedder: Embedder | None = None, high: float = HIGH, low: float = LOW) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"unknown distractor mode {mode!r} (use {', '.join(MODES)})")
+        check_choice(mode, MODES, "distractor mode", ConfigError)
         if k < 0:
             raise ConfigError(f"k must be >= 0, got {k}")
         self.mode = mode

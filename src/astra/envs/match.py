@@ -392,12 +392,12 @@ def answer_equals(gold: Any, value: Any, answer_type: str | None = None) -> bool
         g = parse_number(gold)
         return v is not None and g is not None and numbers_close(v, g)
     if kind == "date":
-        v = parse_date(value)
-        return v is not None and v == parse_date(gold)
+        vd = parse_date(value)
+        return vd is not None and vd == parse_date(gold)
     if kind == "bool" and isinstance(value, bool):
         return value is (normalize_text(gold) in YES)
-    g = tokens(gold)
-    return bool(g) and tokens(value) == g
+    gt = tokens(gold)
+    return bool(gt) and tokens(value) == gt
 
 
 # ---------------------------------------------------------------------------------
@@ -536,9 +536,9 @@ def check_final_answer(gold: Any, answer: Any, answer_type: str | None = None, *
     if runs:
         spans = _gold_spans(kind, gold, gtok, atok)
         present = set(atok)
-        g = tuple(gtok)
+        gold_run = tuple(gtok)
         for run in runs:
-            if run == g or run[0] not in present or len(run) > len(atok):
+            if run == gold_run or run[0] not in present or len(run) > len(atok):
                 continue
             if kind in ("number", "date") and all(_is_number_token(t) for t in run):
                 continue

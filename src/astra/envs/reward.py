@@ -24,6 +24,8 @@ not by a call, so ``n̂`` can exceed ``c``; uncapped, the reward would leave [0,
 
 from __future__ import annotations
 
+from astra.choices import check_choice
+
 REWARD_KINDS = ("f1", "recall", "precision")
 
 
@@ -47,8 +49,7 @@ def reward_parts(n_solved: int, n_subtasks: int, calls: int, eps: float = 1e-6) 
 
 def trajectory_reward(n_solved: int, n_subtasks: int, calls: int, kind: str = "f1", eps: float = 1e-6) -> float:
     """The method's formula: ``f1`` (default), ``recall`` or ``precision`` (no gate)."""
-    if kind not in REWARD_KINDS:
-        raise ValueError(f"unknown reward kind {kind!r} (use {', '.join(REWARD_KINDS)})")
+    check_choice(kind, REWARD_KINDS, "reward kind")
     r, p, f1 = reward_parts(n_solved, n_subtasks, calls, eps)
     return {"f1": f1, "recall": r, "precision": p}[kind]
 

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra.choices import check_choice
 from astra.envs.arguments import SchemaUnusable, argument_problem, parse_arguments
 from astra.envs.reward import REWARD_KINDS, episode_reward, reward_parts, trajectory_reward
 from astra.errors import AstraError
@@ -104,7 +105,8 @@ def _normalize_call(tc: Any, default_id: str) -> tuple[str, str, Any, str | None
     if isinstance(tc, ToolCall):
         return tc.id or default_id, str(tc.name or ""), tc.arguments, None
     if isinstance(tc, dict):
-        fn = tc.get("function") if isinstance(tc.get("function"), dict) else tc
+        function = tc.get("function")
+        fn = function if isinstance(function, dict) else tc
         args = fn.get("arguments", fn.get("args", {}))
         cid = tc.get("id")
         cid = cid if isinstance(cid, str) and cid and len(cid) <= 200 else default_id
@@ -259,8 +261,7 @@ class SessionBase:
     def _keep_settings(self, env: Any, *, max_turns: int, reward: str, seed: int, system_prompt: str | None,
                        pool: SandboxPool | None) -> None:
         """Check and keep the settings every session takes."""
-        if reward not in REWARD_KINDS:
-            raise ValueError(f"unknown reward kind {reward!r} (use {', '.join(REWARD_KINDS)})")
+        check_choice(reward, REWARD_KINDS, "reward kind")
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.env = env
@@ -503,7 +504,7 @@ class EnvSession(SessionBase):
             if hits:  # one sub-task per call: the one whose gold call this is, else the first
                 norm = _norm_args(kwargs)
                 exact = [sid for sid in hits if self._gold_args.get(sid) is not None
-                         and all(norm.get(k) == v for k, v in self._gold_args[sid].items())]
+                         and all(norm.get(k) == v for k, v in (self._gold_args[sid] or {}).items())]
                 sid = (exact or hits)[0]
                 self._solved[sid] = call_id
                 self._credited.add(key)

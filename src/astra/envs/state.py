@@ -255,7 +255,7 @@ def _pickle(attrs: dict[str, Any]) -> bytes:
 
     buf = io.BytesIO()
     p = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
-    p.dispatch_table = {**copyreg.dispatch_table, sqlite3.Connection: _reduce_sqlite}  # type: ignore[dict-item]
+    p.dispatch_table = {**copyreg.dispatch_table, sqlite3.Connection: _reduce_sqlite}
     p.dump(attrs)
     return buf.getvalue()
 

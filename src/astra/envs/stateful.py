@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from astra.envs.match import AnswerVerdict
     from astra.sandbox import SandboxPool
 
-KIND = "stateful"
+KIND: Literal["stateful"] = "stateful"
 
 
 class StatefulEnvironment(Environment):
@@ -304,7 +304,7 @@ class StatefulSession(SessionBase):
         return messages, self.tools()
 
     # -- stepping ------------------------------------------------------------------
-    async def _one(self, call_id: str, name: str, raw: Any, problem: str | None) -> dict[str, Any]:
+    async def _one(self, call_id: str, name: str, raw: Any, problem: str | None = None) -> dict[str, Any]:
         from astra.tasks.plan import error_result
 
         rec: dict[str, Any] = {"turn": self.turns, "id": call_id, "tool": name[:200], "status": "ok"}

@@ -83,7 +83,7 @@ import hashlib
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from astra.envsynth.decompose import (
     SCENARIOS,
@@ -513,7 +513,7 @@ def _parallel_single_hop(world: World, rng: random.Random, hops: int, seed: int,
     agg = _aggregate(world, etype, field, op, names, vals, items)
     if agg is None:
         return None
-    chains = [[_lookup(world, etype, n, field)] for n in names]
+    chains = [[cast(Move, _lookup(world, etype, n, field))] for n in names]  # vals were read: none is None
     agg.update(entities=names, entity_type=etype, attribute=field)
     return _build(world, "parallel_single_hop", agg["question"], chains, None, agg, seed=seed, budget=budget,
                   shape=f"{k} lookups + {op}")
@@ -521,7 +521,7 @@ def _parallel_single_hop(world: World, rng: random.Random, hops: int, seed: int,
 
 def _pmh_partitions(hops: int) -> list[tuple[int, ...]]:
     """Chain move counts (l_1 >= l_2 >= ...) with sum(l_i + 1) + 1 == hops, k = 2..3, some l_i >= 1."""
-    out = []
+    out: list[tuple[int, ...]] = []
     top = MAX_CHAIN - 1
     for a in range(1, top + 1):
         for b in range(0, a + 1):
@@ -578,7 +578,8 @@ def _parallel_multi_hop(world: World, rng: random.Random, hops: int, seed: int,
     agg = _aggregate(world, etype, field, op, names, vals, items)
     if agg is None:
         return None
-    chains = [list(p.moves) + [_lookup(world, etype, p.end, field)] for p in chosen]
+    chains = [list(p.moves) + [cast(Move, _lookup(world, etype, p.end, field))]  # vals were read: none is None
+              for p in chosen]
     agg.update(entities=names, entity_type=etype, attribute=field)
     return _build(world, "parallel_multi_hop", agg["question"], chains, None, agg, seed=seed, budget=budget,
                   shape="chains " + "+".join(str(n + 1) for n in lens) + f" + {op}")

@@ -62,6 +62,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from astra.choices import comma_items
 from astra.envsynth.worlds import format_value
 from astra.errors import ConfigError, InputError
 from astra.llm import LLMClient, StructuredOutputError
@@ -132,7 +133,7 @@ def parse_scenarios(spec: str | Iterable[str] | None) -> list[str]:
     """A comma list (or iterable) of scenario types; ``None``/``"all"`` = all four."""
     if spec is None:
         return list(SCENARIOS)
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
+    items = comma_items(spec)
     if items == ["all"]:
         return list(SCENARIOS)
     norm = [_norm_scenario(s) for s in items]

@@ -42,7 +42,7 @@ import os
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from astra.envsynth.compose import check_gold
 from astra.envsynth.decompose import (
@@ -59,6 +59,7 @@ from astra.errors import ConfigError
 from astra.io import write_json
 from astra.llm import LLMClient, LLMSettings
 from astra.pipeline import Manifest, Stage, StagePaths, StageResult, load_manifest, read_outputs, run_stage
+from astra.pipeline.executors import Executor
 from astra.pipeline.llm_stage import LLMStage, settings_config, tiny_default
 from astra.types import QAInstance
 
@@ -96,13 +97,12 @@ class ComposeStage(_QAStage):
         return {"hops": self.hops, "scenarios": self.scenarios, "seed": self.seed, "worlds": self.world_paths}
 
     async def process(self, record: QAInstance) -> StageResult:
-        if self._worlds is None:
-            raise ConfigError("envs.compose: setup() was not called")
+        worlds = self.from_setup(self._worlds)
         try:
             inst = check_decomposition(record, budget=self.hops, scenarios=self.scenarios)
         except Rejected as r:
             return StageResult.reject(record.id, r.reason, r.detail)
-        world = self._worlds.get(str(record.meta.get("world", record.domain)))
+        world = worlds.get(str(record.meta.get("world", record.domain)))
         if world is None:
             return StageResult.reject(record.id, "unknown_world", f"no knowledge world {record.meta.get('world')!r}")
         problems = check_gold(inst, world)
@@ -135,10 +135,9 @@ class DecomposeStage(_QAStage):
                 "max_repairs": self.max_repairs, "max_tokens": self.max_tokens}
 
     async def process(self, record: DecomposeRequest) -> StageResult:
-        if self._client is None:
-            raise ConfigError("envs.decompose: setup() was not called (no LLM client)")
+        client = self.from_setup(self._client, " (no LLM client)")
         try:
-            inst = await decompose_request(self._client, record, scenarios=self.scenarios,
+            inst = await decompose_request(client, record, scenarios=self.scenarios,
                                            temperature=self.temperature, max_repairs=self.max_repairs,
                                            max_tokens=self.max_tokens)
         except Rejected as r:
@@ -255,7 +254,8 @@ def run_validate(inputs: Iterable[Any] | str | os.PathLike[str], output: str | o
         raise ConfigError(f"--min-qs must be in [0, 1], got {min_qs}")
     out = StagePaths.of(output).output
     scored = scored_path(out)
-    score_manifest = run_stage(stage, inputs, scored, concurrency=concurrency, limit=limit, executor=executor,
+    score_manifest = run_stage(stage, inputs, scored, concurrency=concurrency, limit=limit,
+                               executor=cast(Executor, executor),  # run_stage checks the name
                                ray_address=ray_address, skip_failed=skip_failed, progress=progress)
     records = list(read_outputs(scored, QAInstance))
     gate = gate_cutoff([float(r.scores["qs"]) for r in records], pct=percentile, min_qs=min_qs)

@@ -167,11 +167,11 @@ def map_tools(server: ToolServer, ents: dict[str, Entity]) -> tuple[list[Mapped]
             unmapped.append(t.name)
             continue
         if op == "get" and (is_list or ent.id_field not in params):
-            op = "search" if is_list else None  # type: ignore[assignment]
+            op = "search" if is_list else None
         if op == "search" and not is_list:
-            op = None  # type: ignore[assignment]
+            op = None
         if op in ("update", "delete") and ent.id_field not in params:
-            op = None  # type: ignore[assignment]
+            op = None
         if op is None:
             unmapped.append(t.name)
             continue
@@ -401,7 +401,7 @@ def generate(server: ToolServer) -> tuple[str, list[Mapped], list[str], dict[str
         e = ents[name]
         cols = {c: ("JSON" if s.get("type") in ("array", "object") else _SQL.get(str(s.get("type")), "TEXT"))
                 for c, s in e.columns.items()}
-        defaults = {c: ([] if s.get("type") == "array" else {} if s.get("type") == "object" else
+        defaults: dict[str, Any] = {c: ([] if s.get("type") == "array" else {} if s.get("type") == "object" else
                         "active" if c == "status" and not s.get("enum") else
                         (s.get("enum") or [None])[0] if c == "status" else None)
                     for c, s in e.columns.items()}

@@ -497,7 +497,7 @@ class LLMSynth:
                 last = ("code_error", f"call statement {statement!r}: " + "; ".join(probs))
                 feedback = f"Attempt {attempt + 1} failed: {last[1]}"
                 continue
-            arg_values = [(str(v), None) for v in parse_call_statement(statement).kwargs.values()
+            arg_values: list[tuple[str, str | None]] = [(str(v), None) for v in parse_call_statement(statement).kwargs.values()
                           if isinstance(v, str)]
             leaks = spec_leaks(tool, arg_values)
             if leaks:

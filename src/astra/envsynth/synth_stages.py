@@ -102,13 +102,12 @@ class SynthesizeStage(LLMStage):
         return self._client if self._client is not None else self.connect()
 
     async def process(self, record: QAInstance) -> StageResult:
-        if self._pool is None:
-            raise ConfigError("envs.synthesize: setup() was not called")
+        pool = self.from_setup(self._pool)
         which = choose_synthesizer(record, self.synthesizer, self.llm)
         client = self._client_for_llm() if which == "llm" else None
         try:
             env = await synthesize_environment(
-                record, synthesizer=which, client=client, pool=self._pool,  # type: ignore[arg-type]
+                record, synthesizer=which, client=client, pool=pool,  # type: ignore[arg-type]
                 max_attempts=self.max_attempts, on_merge_fail=self.on_merge_fail, scale=self.scale, seed=self.seed,
                 model=client.provider_id if client is not None else None)
         except Rejected as r:
@@ -116,7 +115,7 @@ class SynthesizeStage(LLMStage):
         if self.exploit_check:
             from astra.envs.exploits import probe_environment
 
-            report = await probe_environment(env, pool=self._pool)
+            report = await probe_environment(env, pool=pool)
             env.verification["exploits"] = report.summary()
             if not report.ok:
                 return StageResult.reject(record.id, report.reason or "exploitable", report.describe())

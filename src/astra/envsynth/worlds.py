@@ -49,6 +49,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -360,7 +361,8 @@ def load_world(domain_or_path: str | os.PathLike[str]) -> World:
                       "or pass a world JSON file")
 
 
-def load_worlds(domains: list[str] | None = None, extra: list[str | os.PathLike[str]] | None = None) -> list[World]:
+def load_worlds(domains: list[str] | None = None,
+                extra: Sequence[str | os.PathLike[str]] | None = None) -> list[World]:
     """Bundled worlds (all, or those in ``domains``) plus worlds from ``extra`` files or
     directories (``*.json``); a later world replaces an earlier one of the same domain.
     ``domains`` also filters the extra worlds. Sorted by domain."""

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from astra.choices import comma_items
 from astra.errors import ConfigError
 from astra.eval import model_spec
 from astra.llm import LLMClient, LLMError, LLMSettings, make_client
@@ -242,7 +243,7 @@ def resolve_categories(spec: str | Sequence[str] | None) -> list[str]:
     if spec is None:
         items = ["simple_python", "multiple", "multi_turn_base"]
     else:
-        items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+        items = comma_items(spec)
     out: list[str] = []
     for item in items:
         names = ALIASES.get(item, [item])

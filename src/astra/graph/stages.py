@@ -12,9 +12,11 @@ table are built in :meth:`setup`. ``client=``/``bt_client=`` inject a ready clie
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +95,8 @@ class BuildGraphStage(LLMStage):
                                       f"{len(record.tools)} tool(s): nothing to chain")
         prop = ProposalResult()
         if LLM in self.sources:
-            if self._client is None:
-                raise ConfigError("graph.build: setup() was not called (no LLM client)")
-            prop = await propose_chains(self._client, record, proposals=self.proposals,
+            client = self.from_setup(self._client, " (no LLM client)")
+            prop = await propose_chains(client, record, proposals=self.proposals,
                                         k=self.chains_per_proposal, max_len=self.max_len,
                                         temperature=self.temperature)
         graph = build_graph(record, sources=self.sources, proposed_chains=prop.chains,
@@ -110,36 +111,38 @@ class BuildGraphStage(LLMStage):
 # ---------------------------------------------------------------------------------
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class ChainsStage(Stage):
-    """ToolGraph -> Chain records by seeded, weight-biased random walks."""
+    """ToolGraph -> Chain records by seeded, weight-biased random walks. Its fields are its
+    settings (the manifest's config)."""
 
     name = "graph.chains"
     input_model = ToolGraph
     output_model = Chain
 
-    def __init__(self, *, walks: int = 200, min_len: int = 2, max_len: int = 5, seed: int = 0,
-                 allow_cycles: bool = False, max_per_server: int | None = 50, start: str = "entry") -> None:
+    walks: int = 200
+    min_len: int = 2
+    max_len: int = 5
+    seed: int = 0
+    allow_cycles: bool = False
+    max_per_server: int | None = 50
+    start: str = "entry"
+
+    def __post_init__(self) -> None:
+        min_len, max_len = self.min_len, self.max_len
         if min_len < 2:
             raise ConfigError(f"--min-len must be >= 2 (single-tool tasks come from task generation), got {min_len}")
         if max_len < min_len:
             raise ConfigError(f"--max-len ({max_len}) must be >= --min-len ({min_len})")
-        if walks < 1:
-            raise ConfigError(f"--walks must be >= 1, got {walks}")
-        if max_per_server is not None and max_per_server < 1:
-            raise ConfigError(f"--max-per-server must be >= 1, got {max_per_server}")
-        if start not in ("entry", "any"):
-            raise ConfigError(f"--start must be 'entry' or 'any', got {start!r}")
-        self.start = start
-        self.walks = walks
-        self.min_len = min_len
-        self.max_len = max_len
-        self.seed = seed
-        self.allow_cycles = allow_cycles
-        self.max_per_server = max_per_server
+        if self.walks < 1:
+            raise ConfigError(f"--walks must be >= 1, got {self.walks}")
+        if self.max_per_server is not None and self.max_per_server < 1:
+            raise ConfigError(f"--max-per-server must be >= 1, got {self.max_per_server}")
+        if self.start not in ("entry", "any"):
+            raise ConfigError(f"--start must be 'entry' or 'any', got {self.start!r}")
 
     def config(self) -> dict[str, Any]:
-        return {"walks": self.walks, "min_len": self.min_len, "max_len": self.max_len, "seed": self.seed,
-                "allow_cycles": self.allow_cycles, "max_per_server": self.max_per_server, "start": self.start}
+        return dataclasses.asdict(self)
 
     async def process(self, record: ToolGraph) -> StageResult:
         if not record.edges:
@@ -235,9 +238,7 @@ class VerifyChainsStage(LLMStage):
 
     async def process(self, record: Chain) -> StageResult:
         key = record.record_key()
-        if self._servers is None:
-            raise ConfigError("graph.verify: setup() was not called")
-        server = self._servers.get(record.server)
+        server = self.from_setup(self._servers).get(record.server)
         if server is None:
             return StageResult.reject(key, "unknown_server",
                                       f"server {record.server!r} is not in {self.tools_path or 'the given servers'}")

@@ -13,11 +13,13 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from astra.choices import comma_items
 from astra.errors import ConfigError
 from astra.types import Record, Rejection
 
 In = TypeVar("In", bound=Record)
 Out = TypeVar("Out", bound=Record)
+T = TypeVar("T")
 
 
 class StageResult(BaseModel):
@@ -63,6 +65,13 @@ class Stage(ABC, Generic[In, Out]):
         """Settings recorded in the manifest (model, temperature, thresholds …)."""
         return {}
 
+    def from_setup(self, value: T | None, detail: str = "") -> T:
+        """``value``, something :meth:`setup` builds; while it is None, a
+        :class:`~astra.errors.ConfigError` ``<name>: setup() was not called`` (+ ``detail``)."""
+        if value is None:
+            raise ConfigError(f"{self.name}: setup() was not called{detail}")
+        return value
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
@@ -70,7 +79,7 @@ class Stage(ABC, Generic[In, Out]):
 def parse_selection(spec: str | Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
     """The items of ``spec`` (a comma list, or a sequence) among ``allowed``, in the order of
     ``allowed``; a :class:`~astra.errors.ConfigError` naming ``what`` for an unknown one or none."""
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
+    items = comma_items(spec)
     bad = [s for s in items if s not in allowed]
     if bad or not items:
         raise ConfigError(f"unknown {what}(s) {bad or spec!r}; use a comma list of {', '.join(allowed)}")

@@ -187,8 +187,7 @@ class GenerateStage(LLMStage):
         return cfg
 
     async def process(self, record: GenerationRequest) -> StageResult:
-        if self._offline is None:
-            raise ConfigError("tasks.generate: setup() was not called")
+        offline = self.from_setup(self._offline)
         key = record.record_key()
         server = self.servers.get(record.server)
         if server is None:
@@ -200,12 +199,12 @@ class GenerateStage(LLMStage):
             if self._llm is not None:
                 tasks, rej = await self._llm.for_chain(server, record.chain, self.per_chain)
             else:
-                tasks, rej = self._offline.for_chain(server, record.chain, self.per_chain)
+                tasks, rej = offline.for_chain(server, record.chain, self.per_chain)
         else:
             if self._llm is not None:
                 tasks, rej = await self._llm.for_server(server, self.per_server, self.max_k)
             else:
-                tasks, rej = self._offline.for_server(server, self.per_server, self.max_k)
+                tasks, rej = offline.for_server(server, self.per_server, self.max_k)
         return StageResult(outputs=list(tasks), rejections=list(rej))
 
 
@@ -256,9 +255,8 @@ class AugmentStage(LLMStage):
         return cfg
 
     async def process(self, record: Task) -> StageResult:
-        if self._offline is None:
-            raise ConfigError("tasks.augment: setup() was not called")
-        tasks, rej = await augment_task(record, self.modes, self.per_mode, offline=self._offline, llm=self._llm,
+        offline = self.from_setup(self._offline)
+        tasks, rej = await augment_task(record, self.modes, self.per_mode, offline=offline, llm=self._llm,
                                         tool_names=self.tool_names.get(record.server))
         return StageResult(outputs=list(tasks), rejections=list(rej))
 
@@ -297,10 +295,9 @@ class ScoreStage(LLMStage):
     async def process(self, record: Task) -> StageResult:
         server = self.servers.get(record.server)
         if self.scorer == "llm":
-            if self._scorer is None:
-                raise ConfigError("tasks.score: setup() was not called")
+            scorer = self.from_setup(self._scorer)
             try:
-                scores = await self._scorer.score(record, server)
+                scores = await scorer.score(record, server)
             except LLMError as e:
                 if is_endpoint_failure(e):
                     raise

@@ -462,10 +462,11 @@ def ingest_sample(out: _Collector) -> None:
     doc_dir = getattr(samples, "DOC_ONLY_DIR", None)
     if py_servers is None or doc_dir is None:
         raise InputError("astra.data.servers must define PYTHON_SERVERS and DOC_ONLY_DIR")
-    from astra.tools.pyfunc import server_from_class
+    from astra.tools.pyfunc import SkippedTool, server_from_class
 
     for cls in dict(py_servers).values():
-        server = server_from_class(cls, source="sample", skipped=(skipped := []))
+        skipped: list[SkippedTool] = []
+        server = server_from_class(cls, source="sample", skipped=skipped)
         for sk in skipped:
             out.rejections.append(Rejection(key=f"{server.name}/{sk.name}", reason=TOOL_SCHEMA_UNMAPPABLE,
                                             detail=sk.reason))
@@ -513,7 +514,7 @@ async def ingest_mcp_async(kind: str, target: str, out: _Collector, *, server_na
     raw = [RawTool(name=t.name, description=(t.description or "").strip(), parameters=t.input_schema,
                    output_schema=t.output_schema) for t in tools]
     _add_server(out, name=name, title=info.title, description=info.instructions or info.description,
-                domain="", raw_tools=raw, call=CallInfo(kind=kind, target=target),  # type: ignore[arg-type]
+                domain="", raw_tools=raw, call=CallInfo(kind=kind, target=target),
                 source=source)
 
 

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO, cast
 
 import anyio
 import mcp_types
@@ -134,7 +134,7 @@ async def open_session(call: CallInfo, timeout: float = DEFAULT_TIMEOUT) -> Asyn
                     if not argv:
                         raise ValueError("empty command")
                     params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(call.env) or None)
-                    read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+                    read, write = await stack.enter_async_context(stdio_client(params, errlog=cast(TextIO, errlog)))  # opened for stdio
                 elif call.kind == "mcp_sse":
                     read, write = await stack.enter_async_context(sse_client(call.target, timeout=timeout))
                 else:
@@ -201,7 +201,7 @@ async def list_server(
 ) -> tuple[ServerInfo, list[mcp_types.Tool]]:
     """Connect, read the server info and all tools, disconnect. Whole operation is bounded
     by ``timeout`` (plus the same again for process shutdown)."""
-    call = CallInfo(kind=kind, target=target, env=env or {})  # type: ignore[arg-type]
+    call = CallInfo(kind=kind, target=target, env=env or {})
     try:
         with anyio.fail_after(2 * timeout):
             async with open_session(call, timeout) as session:

@@ -24,7 +24,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import docstring_parser
 import typing_extensions
@@ -165,15 +165,16 @@ def _compat(tp: Any) -> Any:
             return _COMPAT_CACHE[tp]
     except TypeError:  # unhashable annotation
         return tp
-    out = tp
+    out: Any = tp
     if isinstance(tp, type) and typing.is_typeddict(tp) and type(tp).__module__ == "typing":
+        required = cast(Any, tp).__required_keys__
         hints = typing.get_type_hints(tp, include_extras=True)
         fields = {}
         for key, hint in hints.items():
             inner = _compat(hint)
-            fields[key] = typing_extensions.Required[inner] if key in tp.__required_keys__ \
+            fields[key] = typing_extensions.Required[inner] if key in required \
                 else typing_extensions.NotRequired[inner]
-        out = typing_extensions.TypedDict(tp.__name__, fields)  # type: ignore[operator]
+        out = cast(Any, typing_extensions.TypedDict)(tp.__name__, fields)
         out.__doc__ = tp.__doc__
         out.__module__ = tp.__module__
     else:
@@ -182,9 +183,9 @@ def _compat(tp: Any) -> Any:
             new_args = tuple(_compat(a) if not isinstance(a, list) else [_compat(x) for x in a] for a in args)
             if new_args != args:
                 if origin is typing.Annotated:
-                    out = typing.Annotated[(new_args[0], *tp.__metadata__)]  # type: ignore[index]
+                    out = typing.Annotated[(new_args[0], *tp.__metadata__)]
                 elif origin is typing.Union or origin is pytypes.UnionType:
-                    out = typing.Union.__getitem__(new_args)  # type: ignore[attr-defined]
+                    out = typing.Union.__getitem__(new_args)
                 else:
                     try:
                         out = tp.copy_with(new_args) if hasattr(tp, "copy_with") else origin[new_args]
@@ -230,7 +231,7 @@ def _build_spec(fn: Callable[..., Any], name: str | None = None, *, skip_first: 
         default = ... if p.default is _ABSENT else p.default
         fields[f"p{i}"] = (annotation, Field(default, **field_kwargs))
     try:
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{tool_name}_arguments",
             __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
@@ -250,7 +251,8 @@ def _build_spec(fn: Callable[..., Any], name: str | None = None, *, skip_first: 
         output_schema = normalize_output_schema(raw_out, where=where)
         if output_schema == {}:
             output_schema = None
-        elif parsed.returns and parsed.returns.description and "description" not in output_schema:
+        elif (output_schema is not None and parsed.returns and parsed.returns.description
+              and "description" not in output_schema):
             output_schema["description"] = _one_line(parsed.returns.description)
     doc_fields = returns_fields(raw_doc)
     if doc_fields:
@@ -384,7 +386,7 @@ def _class_specs(cls: type, instance: Any | None = None,
 def _module_functions(module: pytypes.ModuleType) -> list[tuple[str, Callable[..., Any]]]:
     """Public functions defined in ``module``; when any is marked as a tool
     (:data:`TOOL_MARKERS`), only the marked ones."""
-    out = []
+    out: list[tuple[str, Callable[..., Any]]] = []
     for attr, obj in vars(module).items():
         if attr.startswith("_") or not inspect.isfunction(obj):
             continue

@@ -208,15 +208,19 @@ class _Normalizer:
         return node
 
     # -- types ---------------------------------------------------------------------
+    def type_name(self, value: str, path: str) -> str | None:
+        """The JSON type a type name stands for (None: any)."""
+        key = value.strip().lower()
+        if key not in TYPE_ALIASES:
+            raise self.error(path, f"unknown type {value!r} (expected one of {', '.join(JSON_TYPES)})")
+        mapped = TYPE_ALIASES[key]
+        if mapped != value:
+            self.fix(path, f"type {value!r} -> {mapped!r}" if mapped else f"type {value!r} dropped")
+        return mapped
+
     def type_of(self, value: Any, path: str) -> str | list[str] | None:
         if isinstance(value, str):
-            key = value.strip().lower()
-            if key not in TYPE_ALIASES:
-                raise self.error(path, f"unknown type {value!r} (expected one of {', '.join(JSON_TYPES)})")
-            mapped = TYPE_ALIASES[key]
-            if mapped != value:
-                self.fix(path, f"type {value!r} -> {mapped!r}" if mapped else f"type {value!r} dropped")
-            return mapped
+            return self.type_name(value, path)
         if isinstance(value, list):
             if not value:
                 raise self.error(path, "empty type list")
@@ -224,7 +228,7 @@ class _Normalizer:
             for item in value:
                 if not isinstance(item, str):
                     raise self.error(path, f"type list entries must be strings, got {item!r}")
-                mapped = self.type_of(item, path)
+                mapped = self.type_name(item, path)
                 if mapped is None:  # "any" in a union: the union is unconstrained
                     return None
                 if mapped not in out:
@@ -258,7 +262,7 @@ class _Normalizer:
                 self.ref_stack.pop()
 
         out: dict[str, Any] = {}
-        t: str | list[str] | None = None
+        t = None
         if "type" in schema:
             t = self.type_of(schema["type"], path)
         elif "properties" in schema:
@@ -268,10 +272,10 @@ class _Normalizer:
             t = "array"
             self.fix(path, "missing type set to 'array' (has items)")
         if schema.get("nullable") is True and t is not None:
-            types = [t] if isinstance(t, str) else list(t)
-            if "null" not in types:
-                types.append("null")
-            t = types
+            union = [t] if isinstance(t, str) else list(t)
+            if "null" not in union:
+                union.append("null")
+            t = union
             self.fix(path, "'nullable: true' -> type includes 'null'")
         if t is not None:
             out["type"] = t

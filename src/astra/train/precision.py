@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Literal
 
+from astra.choices import check_choice
+
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -26,8 +28,7 @@ def resolve_precision(precision: str, device: Any) -> str:
     """``fp32`` or ``bf16``; ValueError for an unknown name or bf16 on a GPU without it."""
     import torch
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
+    check_choice(precision, PRECISIONS, "precision")
     cuda = device_type(device) == "cuda"
     if precision == "auto":
         return "bf16" if cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"

@@ -43,14 +43,15 @@ results between two assistant turns); the veRL agent loop plugin reuses it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from astra.choices import check_choice
 from astra.llm.toolparse import parse_tool_calls
+from astra.tools.sync import run_sync
 
 _MARK = "\u2063ASTRA\u2063TURN\u2063"
 
@@ -152,16 +153,6 @@ class RolloutStats:
         self.sequences += other.sequences
 
 
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine from sync code, also when an event loop is already running here."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(asyncio.run, coro).result()
-
-
 def start_episode(session: Any, codec: ChatCodec) -> Episode:
     """Reset the session and tokenize its prompt (system + user + tools; mask 0)."""
     messages, tools = session.reset()
@@ -238,8 +229,7 @@ class RolloutEngine:
                  top_p: float = 1.0, max_total_tokens: int | None = None, max_batch: int | None = None,
                  max_turns: int | None = None, engine: str = "hf", autocast: Any = None,
                  generator: Any = None):
-        if engine not in ENGINES:
-            raise ValueError(f"unknown rollout engine {engine!r} (use {', '.join(ENGINES)})")
+        check_choice(engine, ENGINES, "rollout engine")
         if (engine == "vllm") != (generator is not None):
             raise ValueError("the vllm engine takes a generator (astra.train.rl_vllm.VLLMGenerator), "
                              "and only it does")

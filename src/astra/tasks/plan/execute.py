@@ -10,10 +10,13 @@ import copy
 import json
 import re
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from astra.tasks.plan.format import DerivedRef, Plan
 from astra.types import ToolServer
+
+if TYPE_CHECKING:
+    from astra.tools.pyfunc import PythonExecutor
 
 
 class PlanError(Exception):
@@ -141,7 +144,7 @@ class ExecutorFactory:
         self._make = make_python_executor
         self._pristine = make_python_executor(target)
 
-    def __call__(self) -> Executor:
+    def __call__(self) -> PythonExecutor:
         try:
             return copy.deepcopy(self._pristine)
         except Exception:  # an instance that cannot be copied: build anew
