@@ -197,3 +197,49 @@ def test_unknown_engine_is_a_config_error(envs):
 
     with pytest.raises(ConfigError, match="unknown evaluation engine"):
         evaluate_envs(envs, ["embedded"], engine="vllm")
+
+
+@pytest.mark.model
+def test_identical_checkpoints_are_played_once(envs, tmp_path):
+    """A second model directory with the same weights (an RL run that made no update) reuses
+    the first one's greedy episodes, marked; a changed weight file is played again."""
+    from pathlib import Path
+
+    from astra.eval.local import weights_digest
+    from astra.llm.embedded import resolve_model_path
+
+    base = Path(resolve_model_path(None))
+    same = tmp_path / "same"
+    same.mkdir()
+    for f in base.iterdir():
+        if f.is_file():
+            (same / f.name).symlink_to(f)
+    tok = json.loads((base / "tokenizer_config.json").read_text())
+    tok["padding_side"] = "left"  # saved tokenizer state that generation ignores
+    (same / "tokenizer_config.json").unlink()
+    (same / "tokenizer_config.json").write_text(json.dumps(tok))
+    assert weights_digest("embedded") == weights_digest(f"embedded:{same}")
+    r = evaluate_envs(envs[:2], ["embedded", str(same)], max_turns=1, max_tokens=8)
+    first, second = r.models
+    assert second.same_weights_as == "embedded" and first.same_weights_as is None
+    assert second.model == str(same) and second.episodes == first.episodes and second.seconds == 0.0
+    assert "the same weights as embedded" in str(r.table().caption)
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in same.iterdir():
+        (other / f.name).symlink_to(f.resolve())
+    (other / "model.safetensors").unlink()
+    data = (base / "model.safetensors").read_bytes()
+    (other / "model.safetensors").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert weights_digest(f"embedded:{other}") != weights_digest("embedded")
+    assert weights_digest("openai:gpt-x") is None
+
+
+def test_subtask_share_counts_tool_calls_whatever_the_answer():
+    from astra.eval.envs import EpisodeResult, Metrics
+
+    eps = [EpisodeResult(env_id="a", solved=["s1"], n_subtasks=2, f1=0.0),
+           EpisodeResult(env_id="b", solved=["s1", "s2"], n_subtasks=2, f1=1.0, success=True),
+           EpisodeResult(env_id="c", solved=[], n_subtasks=0)]
+    m = Metrics.of(eps, with_ci=True)
+    assert m.subtasks == 0.5 and m.f1 == round(1 / 3, 4) and "subtasks" in m.ci

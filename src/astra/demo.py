@@ -210,7 +210,10 @@ def model_results(out: Path) -> dict[str, dict]:
         rep = json.loads(envs.read_text("utf-8"))
         for label, m in zip(("base", "SFT", "RL"), rep.get("models", []), strict=False):
             res[label] = {"model": m["model"], **{k: m["overall"][k] for k in
-                                                   ("n", "success_rate", "f1", "recall", "precision", "turns")}}
+                                                   ("n", "success_rate", "f1", "recall", "precision", "turns")},
+                          "subtasks": m["overall"].get("subtasks", 0.0)}
+            if m.get("same_weights_as"):
+                res[label]["same_weights_as"] = m["same_weights_as"]
             if m["overall"].get("ci"):
                 res[label]["ci"] = m["overall"]["ci"]
         if rep.get("comparisons"):
@@ -237,16 +240,23 @@ def _print_models(out: Path) -> None:
     res = model_results(out)
     if not res:
         return
-    t = Table("model", "path", "n", "success", "F1", "recall", "precision", "turns",
+    t = Table("model", "path", "n", "success", "F1", "recall", "precision", "sub-tasks", "turns",
               title="held-out environments: base vs SFT vs RL", title_justify="left")
     for label, m in res.items():
         if "n" in m:
             t.add_row(label, m["model"], str(m["n"]), f"{m['success_rate']:.3f}", f"{m['f1']:.3f}",
-                      f"{m['recall']:.3f}", f"{m['precision']:.3f}", f"{m['turns']:.2f}")
+                      f"{m['recall']:.3f}", f"{m['precision']:.3f}", f"{m.get('subtasks', 0.0):.3f}",
+                      f"{m['turns']:.2f}")
+    t.caption = "sub-tasks: share of each environment's tool calls made right, answer aside (not the reward)"
     console.print(t)
+    for label, m in res.items():
+        if m.get("same_weights_as"):
+            console.print(f"{label}: the same weights as {m['same_weights_as']} (no update), "
+                          "its episodes reused", highlight=False)
     for c in res.get("comparisons", []):
         ci = f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c.get("ci") else ""
-        console.print(f"{c['b']} vs {c['a']}: F1 {c['diff']:+.3f}{ci} (paired bootstrap, {c['n']} environments)",
+        metric = {"f1": "F1"}.get(c.get("metric", "f1"), c.get("metric", "f1"))
+        console.print(f"{c['b']} vs {c['a']}: {metric} {c['diff']:+.3f}{ci} (paired bootstrap, {c['n']} environments)",
                       highlight=False)
     for cat, b in (res.get("RL", {}).get("bfcl") or {}).items():
         console.print(f"BFCL {cat} (RL model): accuracy {b['accuracy']:.2%} of {b['total']} entries")

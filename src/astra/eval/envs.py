@@ -62,6 +62,11 @@ class EpisodeResult(BaseModel):
     final_answer: str | None = None
     error: str | None = None
 
+    @property
+    def subtasks(self) -> float:
+        """Share of the environment's tool sub-tasks whose call was made right (answer aside)."""
+        return len(self.solved) / self.n_subtasks if self.n_subtasks else 0.0
+
 
 class Metrics(BaseModel):
     n: int = 0
@@ -100,16 +105,12 @@ class Metrics(BaseModel):
         return cls(n=n, success_rate=mean(lambda e: float(e.success)), f1=mean(lambda e: e.f1),
                    recall=mean(lambda e: e.recall), precision=mean(lambda e: e.precision),
                    turns=mean(lambda e: e.turns), calls=mean(lambda e: e.calls),
-                   subtasks=mean(_subtask_share), errors=sum(e.error is not None for e in eps), ci=ci)
-
-
-def _subtask_share(e: EpisodeResult) -> float:
-    return len(e.solved) / e.n_subtasks if e.n_subtasks else 0.0
+                   subtasks=mean(lambda e: e.subtasks), errors=sum(e.error is not None for e in eps), ci=ci)
 
 
 _CI_METRICS: dict[str, Callable[[EpisodeResult], float]] = {
     "success_rate": lambda e: float(e.success), "f1": lambda e: e.f1, "recall": lambda e: e.recall,
-    "precision": lambda e: e.precision, "subtasks": _subtask_share}
+    "precision": lambda e: e.precision, "subtasks": lambda e: e.subtasks}
 
 
 class ModelResult(BaseModel):
@@ -136,7 +137,8 @@ class EnvEvalReport(BaseModel):
     command: str | None = None
     models: list[ModelResult] = Field(default_factory=list)
     #: Each model against the one listed before it, on the environments both ran: paired
-    #: bootstrap of the per-environment F1 difference (see :mod:`astra.eval.stats`).
+    #: bootstrap of the per-environment difference of F1 (the reward), then of ``subtasks``
+    #: (see :mod:`astra.eval.stats`).
     comparisons: list[dict[str, Any]] = Field(default_factory=list)
 
     def compare(self, metric: str = "f1") -> list[dict[str, Any]]:
@@ -344,7 +346,7 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
         report.models.append(res)
         if digest is not None:
             played[digest] = res
-    report.comparisons = report.compare()
+    report.comparisons = report.compare("f1") + report.compare("subtasks")
     return report
 
 

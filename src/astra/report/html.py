@@ -472,7 +472,7 @@ def _flatten(obj: Any, prefix: str = "", out: dict[str, Any] | None = None, dept
 def _envs_view(name: str, obj: dict[str, Any], run: Path) -> dict[str, Any]:
     from astra.report.results import model_label
 
-    cols = ["n", "success_rate", "f1", "recall", "precision", "turns", "calls", "errors"]
+    cols = ["n", "success_rate", "f1", "recall", "precision", "subtasks", "turns", "calls", "errors"]
     rows = []
     for m in obj["models"]:
         if not isinstance(m, dict):

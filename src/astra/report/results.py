@@ -24,7 +24,7 @@ from astra.eval.stats import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES, bootstrap_ci
 
 #: (key, label) of the charted metrics, all shares in [0, 1].
 METRICS: list[tuple[str, str]] = [("success_rate", "solved (all sub-tasks)"), ("f1", "F1"), ("recall", "recall"),
-                                  ("precision", "precision")]
+                                  ("precision", "precision"), ("subtasks", "tool calls right (answer aside)")]
 CI_META = {"level", "confidence", "method", "resamples", "n_boot", "n", "unit", "seed"}
 
 
@@ -117,6 +117,9 @@ def _episode_values(episodes: list[Any], metric: str) -> list[float]:
         if not isinstance(e, dict):
             continue
         v = e.get("success") if metric == "success_rate" else e.get(metric)
+        if metric == "subtasks" and v is None and isinstance(e.get("solved"), list):
+            n = _num(e.get("n_subtasks"))
+            v = len(e["solved"]) / n if n else 0.0
         if isinstance(v, bool):
             v = float(v)
         v = _num(v)
