@@ -243,3 +243,17 @@ def test_subtask_share_counts_tool_calls_whatever_the_answer():
            EpisodeResult(env_id="c", solved=[], n_subtasks=0)]
     m = Metrics.of(eps, with_ci=True)
     assert m.subtasks == 0.5 and m.f1 == round(1 / 3, 4) and "subtasks" in m.ci
+
+
+def test_limit_spreads_over_kinds_and_scenario_types(envs):
+    from types import SimpleNamespace as NS
+
+    from astra.eval.envs import spread_sample
+
+    fake = [NS(id=f"bank.stateful.{i}", kind="stateful", instance=NS(scenario="multi_hop")) for i in range(6)]
+    mixed = fake + list(envs)  # a bundle sorted by name puts all of one server first
+    picked = spread_sample(mixed, 5)
+    assert len(picked) == 5 and len({(getattr(e, "kind", "qa"), e.instance.scenario) for e in picked}) == 5
+    assert spread_sample(mixed, None) == mixed and spread_sample(mixed, 99) == mixed
+    seven = spread_sample(mixed, 7)  # a second round starts again from the first group
+    assert len(seven) == 7 and len(set(map(id, seven))) == 7 and seven[:5] == picked

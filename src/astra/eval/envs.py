@@ -285,6 +285,26 @@ def _distractor_sampler(mode: str, pool: Sequence[Environment], seed: int) -> An
         return DistractorSampler(list(pool), mode=kind)
 
 
+def spread_sample(envs: Sequence[Environment], limit: int | None) -> list[Environment]:
+    """``limit`` environments spread over the kinds and scenario types: one of each
+    (kind, scenario) group in turn, groups in sorted order, each group in its given order
+    (a bundle loads sorted by file name). All of them when ``limit`` is None or not smaller."""
+    if limit is None or limit >= len(envs):
+        return list(envs)
+    groups: dict[tuple[str, str], list[Environment]] = defaultdict(list)
+    for e in envs:
+        groups[(str(getattr(e, "kind", "qa")), str(e.instance.scenario))].append(e)
+    queues = [groups[k] for k in sorted(groups)]
+    out: list[Environment] = []
+    depth = 0
+    while len(out) < limit:
+        for q in queues:
+            if depth < len(q) and len(out) < limit:
+                out.append(q[depth])
+        depth += 1
+    return out
+
+
 def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str | Any], *, limit: int | None = None,
                   max_turns: int = 8, distractors: str = "none", seed: int = 0, temperature: float = 0.0,
                   max_tokens: int = 512, concurrency: int = 8, settings: Any = None, command: str | None = None,
@@ -306,9 +326,9 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
         from astra.envs.bundle import load_environments
 
         src = str(envs)
-        env_list = load_environments(envs, limit=limit)
+        env_list = spread_sample(load_environments(envs), limit)
     else:
-        env_list = list(envs)[:limit] if limit is not None else list(envs)
+        env_list = spread_sample(list(envs), limit)
     report = EnvEvalReport(envs=src, n_envs=len(env_list), max_turns=max_turns, distractors=distractors,
                            temperature=temperature, seed=seed, command=command,
                            engine="chat" if engine == "chat" else "hf")
@@ -373,7 +393,8 @@ def eval_envs_command(
         "--model", "-m",
         help="A checkpoint directory (→ embedded:DIR), 'embedded', 'embedded:PATH' or 'openai:MODEL'. "
              "Repeat to compare models on the same set (e.g. base, SFT, RL).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="First N environments.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help=(
+        "N environments, spread over the kinds (QA, stateful) and scenario types in turn."))] = None,
     max_turns: Annotated[int, typer.Option("--max-turns", help="Assistant turns with tool calls per episode.")] = 8,
     distractors: Annotated[str, typer.Option(
         "--distractors", help="Distractor tools mixed into each environment: none | banded | random.")] = "none",
