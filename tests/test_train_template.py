@@ -40,18 +40,10 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from astra.llm.embedded import ensure_default_model
-
-    try:
-        path = ensure_default_model()
-    except Exception as e:  # pragma: no cover - machine without the bundled weights
-        pytest.skip(f"needs the embedded model's tokenizer: {e}")
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.chat_template = tool_chat_template()
-    return tok
+def tokenizer(tokenizer):
+    """The shared embedded tokenizer with the template under test (this checkout's file)."""
+    tokenizer.chat_template = tool_chat_template()
+    return tokenizer
 
 
 def test_tools_render_as_compact_signatures(tokenizer):

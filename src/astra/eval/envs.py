@@ -31,17 +31,18 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from rich.text import Text
 
+from astra.choices import check_choice
 from astra.cli_common import takes_llm_options
 from astra.errors import ConfigError
 from astra.eval.local import is_local, weights_digest
 from astra.llm.options import LLMOptions
 from astra.types import Environment
 
-#: How models play the environments (see :func:`evaluate_envs`).
-ENGINES = ("auto", "chat", "hf")
+#: How local models play the environments (see :func:`evaluate_envs`).
+ENGINES = ("hf", "chat")
 
 SCENARIOS = ("single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop")
 
@@ -62,6 +63,7 @@ class EpisodeResult(BaseModel):
     final_answer: str | None = None
     error: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def subtasks(self) -> float:
         """Share of the environment's tool sub-tasks whose call was made right (answer aside)."""
@@ -317,9 +319,11 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
     ``engine``: ``chat`` plays every model through its chat client; ``hf`` plays local
     models (``embedded``, checkpoint directories) on the RL rollout loop
     (:mod:`astra.eval.local`: KV cache across turns, ``concurrency`` sessions per batch) and
-    the others through their client; ``auto`` is ``hf``."""
+    the others through their client."""
     from astra.eval import model_spec
     from astra.llm import LLMSettings, make_client
+
+    check_choice(engine, ENGINES, "evaluation engine", ConfigError)
 
     src = ""
     if isinstance(envs, (str, Path)):
@@ -330,33 +334,31 @@ def evaluate_envs(envs: Sequence[Environment] | str | Path, models: Sequence[str
     else:
         env_list = spread_sample(list(envs), limit)
     report = EnvEvalReport(envs=src, n_envs=len(env_list), max_turns=max_turns, distractors=distractors,
-                           temperature=temperature, seed=seed, command=command,
-                           engine="chat" if engine == "chat" else "hf")
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown evaluation engine {engine!r} (use {', '.join(ENGINES)})")
+                           temperature=temperature, seed=seed, command=command, engine=engine)
     played: dict[str, ModelResult] = {}  # weights digest -> the result of the model that had them
     for m in models:
-        digest = weights_digest(model_spec(m)) if isinstance(m, str) and temperature == 0 else None
+        spec = model_spec(m) if isinstance(m, str) else None
+        digest = weights_digest(spec) if spec is not None and temperature == 0 and len(models) > 1 else None
         if digest is not None and digest in played:
             first = played[digest]
             report.models.append(first.model_copy(update={"model": m, "seconds": 0.0,
                                                           "same_weights_as": first.model}))
             continue
-        if isinstance(m, str) and engine in ("hf", "auto") and is_local(model_spec(m)):
+        if spec is not None and engine == "hf" and is_local(spec):
             from astra.eval.local import evaluate_local
 
             sampler = _distractor_sampler(distractors, env_list, seed)
-            report.models.append(evaluate_local(env_list, model_spec(m), label=m, max_turns=max_turns,
+            report.models.append(evaluate_local(env_list, spec, label=str(m), max_turns=max_turns,
                                                 sampler=sampler, seed=seed, temperature=temperature,
                                                 max_tokens=max_tokens, batch=concurrency,
                                                 session_factory=session_factory, on_episode=on_episode))
             if digest is not None:
                 played[digest] = report.models[-1]
             continue
-        if isinstance(m, str):
-            spec = model_spec(m)
+        client: Any
+        if spec is not None:
             s = (settings or LLMSettings.from_env()).model_copy(update={"spec": spec})
-            client, label = make_client(s), m
+            client, label = make_client(s), str(m)
         else:
             client, label = m, str(getattr(m, "provider_id", "client"))
         res = asyncio.run(aevaluate_model(env_list, client, label=label, max_turns=max_turns, distractors=distractors,
@@ -407,8 +409,8 @@ def eval_envs_command(
     engine: Annotated[str, typer.Option(
         "--engine", help="How local models (embedded, checkpoint directories) play: hf (the RL rollout loop: "
                          "KV cache kept across turns, -j sessions per batch) or chat (their chat client, "
-                         "the whole conversation prefilled every turn); auto = hf. Endpoints always use chat.")
-    ] = "auto",
+                         "the whole conversation prefilled every turn). Endpoints always use chat.")
+    ] = "hf",
 ) -> None:
     """Evaluate models as agents on held-out environments: success, F1, recall, precision, turns, calls."""
     import shlex

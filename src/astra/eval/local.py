@@ -36,8 +36,8 @@ def is_local(spec: str) -> bool:
 #: The files of a model directory that decide what it generates (JSON ones compared without
 #: the tokenizer's padding/truncation state, which a save records but generation ignores:
 #: the engines pad explicitly).
-_MODEL_FILES = ("*.safetensors", "pytorch_model*.bin", "adapter_model.bin", "config.json", "tokenizer.json", "tokenizer_config.json",
-                "special_tokens_map.json", "chat_template.jinja")
+_MODEL_FILES = ("*.safetensors", "pytorch_model*.bin", "adapter_model.bin", "config.json", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 _IGNORED_KEYS = frozenset({"padding", "truncation", "padding_side", "truncation_side", "max_length",
                            "pad_to_multiple_of", "pad_token_type_id", "stride"})
 
@@ -100,7 +100,6 @@ def evaluate_local(envs: Sequence[Environment], spec: str, *, label: str, max_tu
         results[i] = episode_result(envs[i], e.session, error)
         if on_episode:
             on_episode(label, results[i])
-    del model, engine
     return summarize(label, results, time.perf_counter() - t0)
 
 

@@ -117,9 +117,6 @@ def _episode_values(episodes: list[Any], metric: str) -> list[float]:
         if not isinstance(e, dict):
             continue
         v = e.get("success") if metric == "success_rate" else e.get(metric)
-        if metric == "subtasks" and v is None and isinstance(e.get("solved"), list):
-            n = _num(e.get("n_subtasks"))
-            v = len(e["solved"]) / n if n else 0.0
         if isinstance(v, bool):
             v = float(v)
         v = _num(v)

@@ -120,13 +120,10 @@ def default_session_factory(cfg: RLConfig, pool: Any = None) -> SessionFactory:
 
 
 def env_hops(env: Any) -> int:
-    """Hop count of an environment: the dependency depth of its tool sub-tasks (a QA
-    environment: its instance's hop levels; a stateful one: the gold plan's steps)."""
-    inst = getattr(env, "instance", None)
-    subs = [s for s in getattr(inst, "sub_tasks", None) or [] if getattr(s, "needs_tool", True)]
-    if subs:
-        return len({getattr(s, "hop_level", i) for i, s in enumerate(subs)})
-    return max(1, len(getattr(env, "tools", None) or []))
+    """Hop count of an environment: the number of dependency levels of its tool sub-tasks (a
+    QA environment: its instance's hop levels; a stateful one: the gold plan's steps); 1 at
+    least."""
+    return max(1, len({s.hop_level for s in env.instance.sub_tasks if s.needs_tool}))
 
 
 def epoch_order(envs: Sequence[Any], *, seed: int, epoch: int, curriculum: str = "none") -> list[int]:
