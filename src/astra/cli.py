@@ -11,12 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-# OpenMP threads that spin while waiting make every small matmul of CPU inference and
-# training wait for a descheduled thread when other processes share the cores (measured
-# 4-5x slower decoding with a second job on 2 cores; no difference on an idle machine).
-# Set before torch loads its OpenMP runtime; a value the user sets wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import typer
 from rich.table import Table
 
